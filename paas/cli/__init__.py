@@ -1,0 +1,1 @@
+"""Command line of the platform: one dispatcher for the local `paas` command and for SSH."""

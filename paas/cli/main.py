@@ -1,0 +1,63 @@
+"""The `paas` command: a click group of noun:verb commands; `main` maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from paas import __version__
+from paas.cli.context import Context
+from paas.config import Settings, SettingsError
+from paas.errors import PaasError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(click_ctx: click.Context) -> None:
+    """paas: git push to deploy, on your own host."""
+    if click_ctx.obj is None:
+        click_ctx.obj = Context(Settings.from_env())
+
+
+@cli.command("version")
+def version() -> None:
+    """Show the platform's version."""
+    click.echo(f"paas {__version__}")
+
+
+def _register() -> None:
+    # Imported here so that importing paas.cli.main stays cheap and free of side effects.
+    from paas.cli import commands
+
+    commands.register(cli)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; PaasError becomes a message on stderr and its exit code."""
+    _register()
+    try:
+        cli.main(args=argv, prog_name="paas", standalone_mode=False)
+    except click.exceptions.NoSuchOption as exc:
+        exc.show()
+        return 2
+    except click.UsageError as exc:
+        if exc.ctx is None or exc.ctx.command is cli:
+            click.echo(cli.get_help(click.Context(cli, info_name="paas")), err=True)
+            click.echo(f"\n{exc.format_message()}", err=True)
+            return 1 if "No such command" in exc.format_message() else 2
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (PaasError, SettingsError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return getattr(exc, "exit_code", 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Settings: the platform's configuration, read once from PAAS_* variables at each entry point."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "/var/lib/paas"
+DEFAULT_SSH_PORT = 2222
+DEFAULT_HTTP_PORT = 80
+DEFAULT_DASHBOARD_PORT = 5000
+DEFAULT_DOMAIN = "localhost"
+DEFAULT_SUBNET = "10.200.0.0/16"
+DEFAULT_APP_PORT = 5000
+DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_CHECK_WAIT = 2.0
+DEFAULT_CHECK_TIMEOUT = 60.0
+DEFAULT_KEEP_RELEASES = 5
+
+
+class SettingsError(ValueError):
+    """A PAAS_* variable has a value the platform cannot use."""
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a whole number, got {raw!r}") from None
+    if not 0 < value < 65536:
+        raise SettingsError(f"{key} must be a port number (1-65535), got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number, got {raw!r}") from None
+
+
+_DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def _domain(raw: str) -> str:
+    domain = raw.strip().lower()
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise SettingsError(f"PAAS_DOMAIN must be a DNS name like apps.example.com, got {raw!r}")
+    return domain
+
+
+def _subnet(raw: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(raw, strict=True)
+    except ValueError as exc:
+        raise SettingsError(f"PAAS_SUBNET must be an IPv4 network like 10.200.0.0/16: {exc}") from None
+    if net.prefixlen > 28:
+        raise SettingsError("PAAS_SUBNET must be /28 or larger")
+    return net
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path = Path(DEFAULT_HOME)
+    ssh_port: int = DEFAULT_SSH_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    domain: str = DEFAULT_DOMAIN
+    redis_url: str | None = None
+    subnet: str = DEFAULT_SUBNET
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    check_wait: float = DEFAULT_CHECK_WAIT
+    check_timeout: float = DEFAULT_CHECK_TIMEOUT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        subnet = _subnet(env.get("PAAS_SUBNET") or DEFAULT_SUBNET)
+        return cls(
+            home=Path(env.get("PAAS_HOME") or DEFAULT_HOME).absolute(),
+            ssh_port=_int(env, "PAAS_SSH_PORT", DEFAULT_SSH_PORT),
+            http_port=_int(env, "PAAS_HTTP_PORT", DEFAULT_HTTP_PORT),
+            dashboard_port=_int(env, "PAAS_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT),
+            domain=_domain(env.get("PAAS_DOMAIN") or DEFAULT_DOMAIN),
+            redis_url=env.get("PAAS_REDIS_URL") or None,
+            subnet=str(subnet),
+            stop_timeout=_float(env, "PAAS_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT),
+            check_wait=_float(env, "PAAS_CHECK_WAIT", DEFAULT_CHECK_WAIT),
+            check_timeout=_float(env, "PAAS_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The PAAS_* variables that reproduce these settings in a child process."""
+        env = {
+            "PAAS_HOME": str(self.home),
+            "PAAS_SSH_PORT": str(self.ssh_port),
+            "PAAS_HTTP_PORT": str(self.http_port),
+            "PAAS_DASHBOARD_PORT": str(self.dashboard_port),
+            "PAAS_DOMAIN": self.domain,
+            "PAAS_SUBNET": self.subnet,
+            "PAAS_STOP_TIMEOUT": str(self.stop_timeout),
+            "PAAS_CHECK_WAIT": str(self.check_wait),
+            "PAAS_CHECK_TIMEOUT": str(self.check_timeout),
+        }
+        if self.redis_url:
+            env["PAAS_REDIS_URL"] = self.redis_url
+        return env
+
+    # Derived paths and names: one place, so every process agrees on them.
+    @property
+    def db_path(self) -> Path:
+        return self.home / "paas.db"
+
+    @property
+    def engine_root(self) -> Path:
+        return self.home / "engine"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repos"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.home / "builds"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.home / "nginx"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.home / "ssh" / "host_ed25519_key"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"unix://{self.redis_dir / 'redis.sock'}"
+
+    @property
+    def bridge_name(self) -> str:
+        """A bridge name unique to the subnet, so instances on different subnets coexist."""
+        digest = hashlib.sha256(self.subnet.encode()).hexdigest()[:8]
+        return f"paas{digest}"

@@ -1,0 +1,1 @@
+"""Pure logic of the platform: models, names, Procfile parsing. No I/O."""

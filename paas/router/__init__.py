@@ -1,0 +1,1 @@
+"""The router: nginx configuration rendered from templates, applied safely."""

@@ -1,0 +1,1 @@
+"""Dockerfile builds: parsing, variable substitution, and the builder that runs the steps."""

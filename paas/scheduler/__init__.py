@@ -1,0 +1,1 @@
+"""Schedulers run a release's processes; `local` runs them with our engine on this host."""

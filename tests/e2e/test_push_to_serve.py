@@ -1,0 +1,208 @@
+"""End to end, as a user: scripts/up, ssh-keys:add, git push through OpenSSH, curl, scripts/down.
+
+Everything is real: our SSH server, git, redis + rq, the engine (namespaces, overlay, cgroups,
+veth on a bridge) and nginx. The platform runs on random loopback ports under a temp PAAS_HOME
+with its own subnet, and the test checks that `scripts/down` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_PY = """\
+import http.server, os
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = {body!r}.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Platform:
+    home: Path
+    env: dict[str, str]
+    http_port: int
+    ssh_port: int
+    dashboard_port: int
+    key: Path
+    bridge: str
+
+    def paas(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / ".venv/bin/paas"), *args], env=self.env, text=True, capture_output=True,
+            timeout=120,
+        )
+
+    def git(self, repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        ssh = (
+            f"ssh -i {self.key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            f"-o IdentitiesOnly=yes -o LogLevel=ERROR"
+        )
+        env = {**os.environ, "GIT_SSH_COMMAND": ssh}
+        proc = subprocess.run(
+            ["git", *args], cwd=repo, env=env, text=True, capture_output=True, timeout=600
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def get(self, app: str) -> tuple[int, str]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/", headers={"Host": f"{app}.localhost"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def _leftovers(home: Path, bridge: str) -> list[str]:
+    found = []
+    mounts = Path("/proc/mounts").read_text()
+    found += [line for line in mounts.splitlines() if str(home) in line]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [line for line in links.splitlines() if bridge in line]
+    for controller in ("memory", "pids", "cpu", "unified", ""):
+        base = Path("/sys/fs/cgroup", controller)
+        found += [str(p) for p in base.glob("paas-*") if p.is_dir() and _cgroup_of(p, home)]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                environ = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if f"PAAS_HOME={home}".encode() in environ:
+                found.append(f"process {proc.name}: {(proc / 'cmdline').read_bytes()[:80]!r}")
+    return found
+
+
+def _cgroup_of(path: Path, home: Path) -> bool:
+    marker = path / "paas.root"
+    return not marker.exists() or str(home) in marker.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    home = tmp_path_factory.mktemp("paas-home")
+    keydir = tmp_path_factory.mktemp("keys")
+    key = keydir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ports = {name: _free_port() for name in ("SSH", "HTTP", "DASHBOARD")}
+    subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
+    env = {
+        **os.environ,
+        "PAAS_HOME": str(home),
+        "PAAS_SSH_PORT": str(ports["SSH"]),
+        "PAAS_HTTP_PORT": str(ports["HTTP"]),
+        "PAAS_DASHBOARD_PORT": str(ports["DASHBOARD"]),
+        "PAAS_SUBNET": subnet,
+        "PAAS_STOP_TIMEOUT": "3",
+        "PAAS_CHECK_WAIT": "1",
+        "PAAS_CHECK_TIMEOUT": "20",
+    }
+    from paas.config import Settings
+
+    bridge = Settings.from_env(env).bridge_name
+    started = time.monotonic()
+    up = subprocess.run([str(ROOT / "scripts/up"), "--detach"], env=env, text=True,
+                        capture_output=True, timeout=400)
+    print(f"scripts/up --detach took {time.monotonic() - started:.1f}s")
+    platform = Platform(home, env, ports["HTTP"], ports["SSH"], ports["DASHBOARD"], key, bridge)
+    try:
+        assert up.returncode == 0, f"scripts/up failed:\n{up.stdout}\n{up.stderr}"
+        yield platform
+    finally:
+        down = subprocess.run([str(ROOT / "scripts/down")], env=env, text=True,
+                              capture_output=True, timeout=120)
+        print(down.stdout, down.stderr)
+        log = home / "logs" / "platform.log"
+        if log.exists():
+            print("platform log tail:\n" + "\n".join(log.read_text().splitlines()[-60:]))
+
+
+def _commit_app(repo: Path, body: str, platform: Platform, crash: bool = False) -> None:
+    app = "import sys; sys.exit('boom: this release crashes on start')\n" if crash else APP_PY
+    (repo / "app.py").write_text(app.format(body=body) if not crash else app)
+    (repo / "Procfile").write_text("web: python3 app.py\n")
+    platform.git(repo, "add", "-A")
+    platform.git(repo, "commit", "-q", "-m", f"serve {body}")
+
+
+def test_push_serve_update_reject_down(platform: Platform, tmp_path: Path) -> None:
+    added = platform.paas("ssh-keys:add", "alice", f"{platform.key}.pub")
+    assert added.returncode == 0, added.stderr
+
+    repo = tmp_path / "myapp"
+    repo.mkdir()
+    platform.git(repo, "init", "-q", "-b", "main")
+    platform.git(repo, "config", "user.email", "a@example.com")
+    platform.git(repo, "config", "user.name", "A")
+    platform.git(repo, "remote", "add", "paas",
+                 f"ssh://git@127.0.0.1:{platform.ssh_port}/myapp")
+
+    _commit_app(repo, "hello v1", platform)
+    started = time.monotonic()
+    first = platform.git(repo, "push", "paas", "main")
+    print(f"first push took {time.monotonic() - started:.1f}s")
+    assert "remote: -----> Launching... done, v1" in first.stderr, first.stderr
+    assert platform.get("myapp") == (200, "hello v1")
+
+    _commit_app(repo, "hello v2", platform)
+    started = time.monotonic()
+    second = platform.git(repo, "push", "paas", "main")
+    print(f"second push took {time.monotonic() - started:.1f}s")
+    assert "done, v2" in second.stderr
+    assert platform.get("myapp") == (200, "hello v2")
+
+    _commit_app(repo, "", platform, crash=True)
+    third = platform.git(repo, "push", "paas", "main", check=False)
+    assert third.returncode != 0, third.stderr
+    assert "boom: this release crashes on start" in third.stderr
+    assert "Push rejected" in third.stderr
+    assert platform.get("myapp") == (200, "hello v2")
+
+    listed = subprocess.run(
+        ["ssh", "-i", str(platform.key), "-o", "StrictHostKeyChecking=no", "-o",
+         "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-p", str(platform.ssh_port),
+         "git@127.0.0.1", "apps:list"], text=True, capture_output=True, timeout=60,
+    )
+    assert listed.returncode == 0 and "myapp" in listed.stdout
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{platform.dashboard_port}/", timeout=10) as r:
+        assert "myapp" in r.read().decode()
+
+
+def test_down_leaves_nothing_behind(platform: Platform) -> None:
+    down = subprocess.run([str(ROOT / "scripts/down")], env=platform.env, text=True,
+                          capture_output=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    deadline = time.monotonic() + 15
+    while (left := _leftovers(platform.home, platform.bridge)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == []

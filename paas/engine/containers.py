@@ -1,0 +1,189 @@
+"""Container records: what to run (spec) and what happened (state), persisted as JSON.
+
+Each container owns a directory `<root>/containers/<id>/` holding `spec.json`, `state.json`,
+its log, and the overlay dirs (`upper`, `work`, `rootfs`, `init`). This module knows no
+processes: whether a recorded pid is still alive is the runtime's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE
+from paas.errors import ContainerError
+
+NetworkMode = Literal["bridge", "none", "host"]
+NETWORK_MODES: tuple[str, ...] = ("bridge", "none", "host")
+LOG_FILE = "container.log"
+
+
+class ContainerStatus(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """A host path mounted into the container."""
+
+    src: str
+    dst: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """What to run. `lowerdirs` are image snapshot dirs, top-most first (overlayfs order)."""
+
+    name: str
+    lowerdirs: tuple[str, ...]
+    argv: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    workdir: str = "/"
+    user: str = "root"
+    hostname: str = ""
+    network: NetworkMode = "bridge"
+    binds: tuple[Bind, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ContainerError(f"container {self.name!r}: argv must not be empty")
+        if not self.lowerdirs:
+            raise ContainerError(f"container {self.name!r}: needs at least one lower dir")
+        if self.network not in NETWORK_MODES:
+            raise ContainerError(f"container {self.name!r}: unknown network {self.network!r}")
+        for bind in self.binds:
+            if not os.path.isabs(bind.dst) or ".." in Path(bind.dst).parts:
+                raise ContainerError(f"bind target must be an absolute path: {bind.dst!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerSpec:
+        return cls(
+            **{
+                **data,
+                "lowerdirs": tuple(data["lowerdirs"]),
+                "argv": tuple(data["argv"]),
+                "env": tuple(data["env"]),
+                "binds": tuple(Bind(**b) for b in data["binds"]),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    """What happened to the last start. (pid, starttime) identify the init process."""
+
+    pid: int | None = None
+    starttime: int | None = None
+    ip: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str
+    spec: ContainerSpec
+    state: ContainerState
+    status: ContainerStatus
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.state.pid if self.status is ContainerStatus.RUNNING else None
+
+    @property
+    def ip(self) -> str | None:
+        return self.state.ip
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.state.exit_code
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.spec.labels
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+class ContainerStore:
+    """Container directories under `<root>/containers`."""
+
+    def __init__(self, root: Path) -> None:
+        self.base = root / "containers"
+
+    def dir(self, container_id: str) -> Path:
+        if not container_id or "/" in container_id or container_id.startswith("."):
+            raise ContainerError(f"invalid container id {container_id!r}")
+        return self.base / container_id
+
+    def add(self, spec: ContainerSpec) -> str:
+        container_id = uuid.uuid4().hex
+        path = self.dir(container_id)
+        for sub in ("upper", "work", "rootfs", "init"):
+            (path / sub).mkdir(parents=True)
+        _write_json(path / "spec.json", spec.to_json())
+        self.save_state(container_id, ContainerState())
+        return container_id
+
+    def ids(self) -> list[str]:
+        if not self.base.is_dir():
+            return []
+        return sorted(p.name for p in self.base.iterdir() if (p / "spec.json").is_file())
+
+    def load(self, container_id: str) -> tuple[ContainerSpec, ContainerState]:
+        path = self.dir(container_id)
+        try:
+            spec = ContainerSpec.from_json(json.loads((path / "spec.json").read_text()))
+            state = ContainerState(**json.loads((path / "state.json").read_text()))
+        except FileNotFoundError:
+            raise ContainerError(f"no such container: {container_id}") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ContainerError(f"container {container_id}: corrupt record: {exc}") from None
+        return spec, self._with_result_files(path, state)
+
+    def save_state(self, container_id: str, state: ContainerState) -> None:
+        _write_json(self.dir(container_id) / "state.json", asdict(state))
+
+    def clear_result_files(self, container_id: str) -> None:
+        for name in (EXIT_CODE_FILE, ERROR_FILE):
+            (self.dir(container_id) / name).unlink(missing_ok=True)
+
+    def delete(self, container_id: str) -> None:
+        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+
+    @staticmethod
+    def _with_result_files(path: Path, state: ContainerState) -> ContainerState:
+        """Fold in what the container's init wrote itself (it cannot touch state.json)."""
+        if state.exit_code is None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                state = replace(state, exit_code=int((path / EXIT_CODE_FILE).read_text()))
+        if state.error is None and (path / ERROR_FILE).is_file():
+            state = replace(state, error=(path / ERROR_FILE).read_text().strip() or None)
+        return state

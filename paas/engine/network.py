@@ -1,0 +1,172 @@
+"""Container networking on the host: the bridge, address management (IPAM) and veth pairs.
+
+The bridge takes the subnet's first host address and is every container's gateway.
+Leases live in `<root>/ipam.json`, changed under an fcntl lock and replaced atomically,
+so several platform processes can allocate at once. Netlink errors become NetworkError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paas.errors import NetworkError
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+IPAM_FILE = "ipam.json"
+LOCK_FILE = "network.lock"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+IFNAME_MAX = 15
+
+
+def veth_names(container_id: str) -> tuple[str, str]:
+    """(host end, container end before it is renamed eth0): short and unique per container."""
+    tag = hashlib.sha256(container_id.encode()).hexdigest()[: IFNAME_MAX - 3]
+    return f"veh{tag}", f"vec{tag}"
+
+
+@contextlib.contextmanager
+def _netlink(what: str) -> Iterator[IPRoute]:
+    # pyroute2 takes ~0.25 s to import; only processes that touch the network pay for it.
+    from pyroute2 import IPRoute, NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            yield ipr
+    except NetlinkError as exc:
+        raise NetworkError(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
+
+
+def _tolerate(code: int, call: Any, *args: Any, **kwargs: Any) -> None:
+    """Make a netlink call whose failure with errno `code` means it was done already."""
+    from pyroute2 import NetlinkError
+
+    try:
+        call(*args, **kwargs)
+    except NetlinkError as exc:
+        if exc.code != code:
+            raise
+
+
+class Network:
+    """One bridge and its subnet, with the leases of the containers on it."""
+
+    def __init__(self, root: Path, bridge_name: str, subnet: str) -> None:
+        if len(bridge_name) > IFNAME_MAX:
+            raise NetworkError(f"bridge name {bridge_name!r} is longer than {IFNAME_MAX}")
+        self.root = root
+        self.bridge_name = bridge_name
+        try:
+            self.subnet = ipaddress.IPv4Network(subnet, strict=True)
+        except ValueError as exc:
+            raise NetworkError(f"invalid subnet {subnet!r}: {exc}") from None
+        self.gateway = str(next(self.subnet.hosts()))
+
+    @property
+    def netmask(self) -> str:
+        return str(self.subnet.netmask)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def ensure_bridge(self) -> None:
+        """Create the bridge if needed (idempotent, safe against concurrent callers)."""
+        with self._locked(), _netlink(f"cannot set up bridge {self.bridge_name}") as ipr:
+            if not ipr.link_lookup(ifname=self.bridge_name):
+                _tolerate(errno.EEXIST, ipr.link, "add", ifname=self.bridge_name, kind="bridge")
+            index = ipr.link_lookup(ifname=self.bridge_name)[0]
+            prefix = self.subnet.prefixlen
+            _tolerate(
+                errno.EEXIST, ipr.addr, "add", index=index, address=self.gateway, prefixlen=prefix
+            )
+            ipr.link("set", index=index, state="up")
+        IP_FORWARD.write_text("1\n")
+
+    def leases(self) -> dict[str, str]:
+        """address -> container id."""
+        try:
+            data = json.loads((self.root / IPAM_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise NetworkError(f"corrupt {self.root / IPAM_FILE}: {exc}") from None
+        return dict(data.get("leases", {}))
+
+    def _save(self, leases: dict[str, str]) -> None:
+        path = self.root / IPAM_FILE
+        tmp = path.with_name(f".{IPAM_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"subnet": str(self.subnet), "leases": leases}, indent=1))
+        os.replace(tmp, path)
+
+    def allocate(self, container_id: str) -> str:
+        """An address for the container: its current lease, or the lowest free one."""
+        with self._locked():
+            leases = self.leases()
+            for ip, owner in leases.items():
+                if owner == container_id:
+                    return ip
+            for host in self.subnet.hosts():
+                ip = str(host)
+                if ip != self.gateway and ip not in leases:
+                    leases[ip] = container_id
+                    self._save(leases)
+                    return ip
+        raise NetworkError(f"no free address left in {self.subnet}")
+
+    def release(self, container_id: str) -> None:
+        with self._locked():
+            leases = self.leases()
+            kept = {ip: owner for ip, owner in leases.items() if owner != container_id}
+            if kept != leases:
+                self._save(kept)
+
+    def attach(self, container_id: str, pid: int, ip: str) -> None:
+        """Plug the network namespace of `pid` into the bridge with a veth pair."""
+        if self.leases().get(ip) != container_id:
+            raise NetworkError(f"{ip} is not leased to container {container_id}")
+        host, peer = veth_names(container_id)
+        self.detach(container_id)  # a leftover from a start that died half-way
+        with _netlink(f"cannot attach container {container_id}") as ipr:
+            bridge = ipr.link_lookup(ifname=self.bridge_name)
+            if not bridge:
+                raise NetworkError(f"bridge {self.bridge_name} does not exist")
+            ipr.link("add", ifname=host, kind="veth", peer=peer)
+            host_index = ipr.link_lookup(ifname=host)[0]
+            try:
+                ipr.link("set", index=host_index, master=bridge[0], state="up")
+                ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_pid=pid)
+            except BaseException:
+                ipr.link("del", index=host_index)
+                raise
+
+    def detach(self, container_id: str) -> None:
+        """Delete the host end of the container's veth (its peer goes with it)."""
+        host, _ = veth_names(container_id)
+        with _netlink(f"cannot detach container {container_id}") as ipr:
+            for index in ipr.link_lookup(ifname=host):
+                # ENODEV: the pair vanished on its own, with the container's namespace.
+                _tolerate(errno.ENODEV, ipr.link, "del", index=index)
+
+    def teardown(self) -> None:
+        """Remove every veth of a lease, all leases, and the bridge."""
+        with self._locked():
+            for container_id in set(self.leases().values()):
+                self.detach(container_id)
+            (self.root / IPAM_FILE).unlink(missing_ok=True)
+            with _netlink(f"cannot delete bridge {self.bridge_name}") as ipr:
+                for index in ipr.link_lookup(ifname=self.bridge_name):
+                    ipr.link("del", index=index)

@@ -1,0 +1,68 @@
+"""LaunchSpec: everything the launcher process needs, sent by the engine as JSON on a pipe.
+
+It is the contract between the engine (runtime.engine) and the launcher (runtime.launch):
+paths are already resolved and the IP already allocated, so the launcher decides nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+# Files the container's init writes into its state dir (it cannot update state.json).
+EXIT_CODE_FILE = "exit_code"
+ERROR_FILE = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class BindMount:
+    src: str
+    dst: str
+    readonly: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NetConfig:
+    """eth0 of a bridge container; `peer` is the veth end the engine moves into the netns."""
+
+    peer: str
+    ip: str
+    netmask: str
+    gateway: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    state_dir: str
+    rootfs: str
+    lowerdirs: tuple[str, ...]
+    upperdir: str
+    overlay_workdir: str
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    workdir: str
+    user: str
+    hostname: str
+    network: str
+    net: NetConfig | None
+    binds: tuple[BindMount, ...]
+    report_fd: int
+    go_fd: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> LaunchSpec:
+        data = json.loads(raw)
+        net = data.pop("net")
+        return cls(
+            **{
+                **data,
+                "lowerdirs": tuple(data["lowerdirs"]),
+                "argv": tuple(data["argv"]),
+                "env": tuple(data["env"]),
+                "binds": tuple(BindMount(**b) for b in data["binds"]),
+                "net": None if net is None else NetConfig(**net),
+            }
+        )

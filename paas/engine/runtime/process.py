@@ -1,0 +1,103 @@
+"""Process identity and waiting for processes that are not our children.
+
+A container's init is reparented to the host init as soon as its launcher exits, so it
+is never our child: we wait on it with a pidfd and name it by (pid, starttime) so a
+recycled pid is never mistaken for it. Zombies count as dead, since the host init may
+be slow to reap them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRef:
+    pid: int
+    starttime: int
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return raw[raw.rindex(b")") + 2 :].decode().split()
+
+
+def read_starttime(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
+def is_alive(ref: ProcessRef) -> bool:
+    fields = _stat_fields(ref.pid)
+    return fields is not None and int(fields[19]) == ref.starttime and fields[0] not in "ZX"
+
+
+def open_pidfd(ref: ProcessRef) -> int | None:
+    """A pidfd for the process, or None when it is gone (or its pid now names another)."""
+    try:
+        fd = os.pidfd_open(ref.pid)
+    except ProcessLookupError:
+        return None
+    # Opened first, checked second: if the starttime matches now, the fd names our process.
+    if not is_alive(ref):
+        os.close(fd)
+        return None
+    return fd
+
+
+def wait_pidfd(fd: int, timeout: float | None) -> bool:
+    """True once the process behind `fd` has exited, False on timeout."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+
+def wait_exit(ref: ProcessRef, timeout: float | None) -> bool:
+    fd = open_pidfd(ref)
+    if fd is None:
+        return True
+    try:
+        return wait_pidfd(fd, timeout)
+    finally:
+        os.close(fd)
+
+
+def send_signal(ref: ProcessRef, signum: int) -> bool:
+    """Signal the process if it is still ours; False when it is already gone."""
+    fd = open_pidfd(ref)
+    if fd is None:
+        return False
+    try:
+        signal.pidfd_send_signal(fd, signum)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+
+def terminate(ref: ProcessRef, signum: int, timeout: float, kill_wait: float) -> bool:
+    """Send `signum`, wait `timeout`, then SIGKILL. True if the process is gone at the end."""
+    fd = open_pidfd(ref)
+    if fd is None:
+        return True
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(fd, signum)
+        if wait_pidfd(fd, timeout):
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return wait_pidfd(fd, kill_wait)
+    finally:
+        os.close(fd)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; PaasError becomes a message on stderr and its exit code."""
     _register()
     try:
-        cli.main(args=argv, prog_name="paas", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="paas", standalone_mode=False)
     except click.exceptions.NoSuchOption as exc:
         exc.show()
         return 2
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except (PaasError, SettingsError) as exc:
         click.echo(f"error: {exc}", err=True)
         return getattr(exc, "exit_code", 1)
-    return 0
+    # Without standalone mode, click returns the code of ctx.exit(code) instead of raising.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Background jobs: the deploy queue, its tasks and the per-job log stream (the only rq user)."""

@@ -1,0 +1,132 @@
+"""Helpers of the tests that use the real things: processes, ports, keys, the SSH client side."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from paas.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 20.0
+SSH_OPTIONS = (
+    "-F", "/dev/null",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "BatchMode=yes",
+    "-o", "LogLevel=ERROR",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float = START_TIMEOUT_S, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop a process this test session started: SIGTERM, then SIGKILL, by its PID."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {**os.environ, **settings.to_env(), **extra}
+
+
+def paas_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "paas.cli.main", *args]
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    name: str
+    private: Path
+    public: Path
+
+
+def make_keypair(directory: Path, name: str) -> KeyPair:
+    private = directory / f"id_{name}"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(private)],
+        check=True,
+    )
+    return KeyPair(name, private, private.with_suffix(".pub"))
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """How a client reaches the test SSH server: ssh argv, git push URLs and env."""
+
+    port: int
+    key: KeyPair
+    pid: int
+
+    def ssh_argv(self, *command: str, user: str = "git", key: Path | None = None) -> list[str]:
+        identity = str(key or self.key.private)
+        return ["ssh", *SSH_OPTIONS, "-i", identity, "-p", str(self.port), f"{user}@127.0.0.1",
+                *command]
+
+    def ssh(self, *command: str, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.ssh_argv(*command, **kw), capture_output=True, text=True, timeout=timeout,  # type: ignore[arg-type]
+            stdin=subprocess.DEVNULL,
+        )
+
+    def url(self, app: str) -> str:
+        return f"ssh://git@127.0.0.1:{self.port}/{app}"
+
+    @property
+    def git_env(self) -> dict[str, str]:
+        options = " ".join(SSH_OPTIONS)
+        command = f"ssh {options} -i {self.key.private} -p {self.port}"
+        return {**os.environ, "GIT_SSH_COMMAND": command, "GIT_TERMINAL_PROMPT": "0"}
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, check=check)
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A work tree with one commit on main holding `files` (none: an empty commit)."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "Test")
+    for name, text in (files or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "--allow-empty", "-m", "initial")
+    return path

@@ -18,7 +18,7 @@ import yaml
 from paas.builders.base import BuildJob, BuildResult, read_procfile
 from paas.engine.images import Image
 from paas.engine.layers import tar_directory
-from paas.engine.runtime import Bind, ContainerSpec
+from paas.engine.containers import Bind, ContainerSpec
 from paas.errors import BuildError
 
 BUILDPACKS_DIR = Path(__file__).resolve().parents[2] / "buildpacks"
@@ -75,6 +75,7 @@ class _Session:
     def _spec(self, pack: Path, argv: list[str]) -> ContainerSpec:
         images = self.job.engine.images
         return ContainerSpec(
+            name=f"build-{self.job.app}",
             lowerdirs=tuple(str(p) for p in images.lowerdirs(self.stack)),
             argv=tuple(f"/buildpack/{argv[0]}" if i == 0 else a for i, a in enumerate(argv)),
             env=(*self.stack.config.env, "HOME=/app", "STACK=debian-bookworm"),

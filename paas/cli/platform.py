@@ -48,7 +48,7 @@ def _prepare(settings: Settings) -> None:
 def _banner(settings: Settings) -> None:
     host = socket.gethostname()
     click.echo(f"-----> paas is up (home {settings.home})")
-    click.echo(f"       Add a deploy key:  paas ssh-keys:add NAME ~/.ssh/id_ed25519.pub")
+    click.echo("       Add a deploy key:  paas ssh-keys:add NAME ~/.ssh/id_ed25519.pub")
     click.echo(f"       Add a git remote:  git remote add paas ssh://git@{host}:{settings.ssh_port}/APP")
     click.echo(f"       Dashboard:         http://{host}:{settings.dashboard_port}/")
     click.echo(f"       Apps answer at:    http://APP.{settings.domain}:{settings.http_port}/")
@@ -96,7 +96,8 @@ def _up_detached(settings: Settings) -> None:
         if proc.poll() is not None:
             raise PaasError(f"the platform exited with status {proc.returncode}:\n{_tail(log_path)}")
         if time.monotonic() > deadline:
-            raise PaasError(f"not answering after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}\n{_tail(log_path)}")
+            names = ", ".join(waiting)
+            raise PaasError(f"not answering after {READY_TIMEOUT_S:.0f}s: {names}\n{_tail(log_path)}")
         waiting = {n: p for n, p in waiting.items() if not _accepts(p)}
         time.sleep(0.2)
     _banner(settings)

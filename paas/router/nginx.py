@@ -112,5 +112,5 @@ class Nginx:
 
     def _reload(self) -> None:
         if not self.is_running():
-            raise RouterError("the router (nginx) is not running: start the platform with scripts/up")
+            raise RouterError("the router (nginx) is not running: start it with scripts/up")
         self._run("-s", "reload")

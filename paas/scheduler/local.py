@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from paas.core.models import Release
 from paas.engine.engine import Engine
-from paas.engine.runtime import ContainerSpec
+from paas.engine.containers import ContainerSpec
 from paas.errors import ContainerError, DeployError
 
 Log = Callable[[str], None]
@@ -56,6 +56,7 @@ class LocalScheduler:
         image = self.engine.images.get(release.image)
         config = image.config
         spec = ContainerSpec(
+            name=f"{release.app}.{process_type}.{index}",
             lowerdirs=tuple(str(p) for p in self.engine.images.lowerdirs(image)),
             argv=self._argv(release, release.processes[process_type]),
             env=(*config.env, f"PORT={WEB_PORT}", f"DYNO={process_type}.{index}"),

@@ -15,7 +15,8 @@ from paas.engine.dockerfile.parser import Instruction, parse
 from paas.engine.dockerfile.substitute import env_mapping, substitute
 from paas.engine.images import Image, ImageConfig, ImageStore
 from paas.engine.layers import tar_directory, tar_overlay_upper
-from paas.engine.runtime import ContainerSpec, Runtime
+from paas.engine.containers import ContainerSpec
+from paas.engine.runtime import Runtime
 from paas.errors import BuildError, DockerfileError
 
 Log = Callable[[str], None]
@@ -81,6 +82,7 @@ class DockerfileBuild:
         argv = list(step.exec_form) if step.exec_form else ["/bin/sh", "-c", step.args]
         config = self.config
         spec = ContainerSpec(
+            name="build-step",
             lowerdirs=tuple(str(p) for p in self.images.lowerdirs(self.image)),  # type: ignore[arg-type]
             argv=tuple(argv),
             env=config.env or (DEFAULT_PATH,),

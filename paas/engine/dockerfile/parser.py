@@ -44,7 +44,7 @@ def parse(text: str, filename: str = "Dockerfile") -> list[Instruction]:
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     """Join continuation lines; comment lines are dropped, even inside a continuation."""
     result: list[tuple[int, str]] = []
-    start, parts = 0, []
+    start, parts = 0, list[str]()
     for number, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if stripped.startswith("#") or (not stripped and not parts):
@@ -67,7 +67,9 @@ def _instruction(line: int, body: str, filename: str) -> Instruction:
     keyword, _, args = body.partition(" ")
     keyword, args = keyword.upper(), args.strip()
     if keyword in NOT_YET:
-        raise DockerfileError(f"{filename} line {line}: {keyword} is not supported by this engine yet")
+        raise DockerfileError(
+            f"{filename} line {line}: {keyword} is not supported by this engine yet"
+        )
     if keyword not in SUPPORTED:
         raise DockerfileError(f"{filename} line {line}: unknown instruction {keyword!r}")
     if not args:
@@ -88,5 +90,7 @@ def _exec_form(args: str, line: int, keyword: str, filename: str) -> tuple[str, 
             f"{filename} line {line}: {keyword} has malformed JSON: {args[:80]}"
         ) from None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise DockerfileError(f"{filename} line {line}: {keyword} JSON form must be a list of strings")
+        raise DockerfileError(
+            f"{filename} line {line}: {keyword} JSON form must be a list of strings"
+        )
     return tuple(value)

@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 
 from paas.builders.base import BuildJob, BuildResult, read_procfile
+from paas.engine.containers import Bind, ContainerSpec
 from paas.engine.images import Image
 from paas.engine.layers import tar_directory
-from paas.engine.containers import Bind, ContainerSpec
 from paas.errors import BuildError
 
 BUILDPACKS_DIR = Path(__file__).resolve().parents[2] / "buildpacks"

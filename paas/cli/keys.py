@@ -18,10 +18,7 @@ from paas.errors import KeyInvalidError
 @pass_ctx
 def keys_add(ctx: Context, name: str, pubkey_file: Path, admin: bool) -> None:
     """Register a deploy key: NAME and an OpenSSH public key file ('-' for stdin)."""
-    if str(pubkey_file) == "-":
-        text = sys.stdin.read()
-    else:
-        text = _read(pubkey_file)
+    text = sys.stdin.read() if str(pubkey_file) == "-" else _read(pubkey_file)
     key = ctx.store.add_key(name, text, admin=admin)
     click.echo(f"added key {key.name} {key.fingerprint}")
 

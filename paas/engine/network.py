@@ -106,24 +106,35 @@ class Network:
             raise NetworkError(f"corrupt {self.root / IPAM_FILE}: {exc}") from None
         return dict(data.get("leases", {}))
 
-    def _save(self, leases: dict[str, str]) -> None:
+    def _last(self) -> str | None:
+        try:
+            return json.loads((self.root / IPAM_FILE).read_text()).get("last")
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _save(self, leases: dict[str, str], last: str | None = None) -> None:
         path = self.root / IPAM_FILE
         tmp = path.with_name(f".{IPAM_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"subnet": str(self.subnet), "leases": leases}, indent=1))
+        data = {"subnet": str(self.subnet), "leases": leases, "last": last or self._last()}
+        tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, path)
 
     def allocate(self, container_id: str) -> str:
-        """An address for the container: its current lease, or the lowest free one."""
+        """An address for the container: its current lease, or the next free one after the last
+        handed out. Round-robin, as Docker does: an address just released is the last to come
+        back, so peers' ARP caches and in-flight connections have time to forget it."""
         with self._locked():
             leases = self.leases()
             for ip, owner in leases.items():
                 if owner == container_id:
                     return ip
-            for host in self.subnet.hosts():
-                ip = str(host)
-                if ip != self.gateway and ip not in leases:
+            hosts = [str(h) for h in self.subnet.hosts() if str(h) != self.gateway]
+            last = self._last()
+            start = hosts.index(last) + 1 if last in hosts else 0
+            for ip in hosts[start:] + hosts[:start]:
+                if ip not in leases:
                     leases[ip] = container_id
-                    self._save(leases)
+                    self._save(leases, last=ip)
                     return ip
         raise NetworkError(f"no free address left in {self.subnet}")
 
@@ -144,6 +155,8 @@ class Network:
             bridge = ipr.link_lookup(ifname=self.bridge_name)
             if not bridge:
                 raise NetworkError(f"bridge {self.bridge_name} does not exist")
+            # The host may still map this address to the MAC of a container that held it before.
+            _tolerate(errno.ENOENT, ipr.neigh, "del", dst=ip, ifindex=bridge[0])
             ipr.link("add", ifname=host, kind="veth", peer=peer)
             host_index = ipr.link_lookup(ifname=host)[0]
             try:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paas.core.models import Release
-from paas.engine.engine import Engine
 from paas.engine.containers import ContainerSpec
+from paas.engine.engine import Engine
 from paas.errors import ContainerError, DeployError
 
 Log = Callable[[str], None]

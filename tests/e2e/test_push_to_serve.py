@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from paas.engine.runtime.cgroups import group_name
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_PY = """\
 import http.server, os
@@ -88,9 +90,8 @@ def _leftovers(home: Path, bridge: str) -> list[str]:
     found += [line for line in mounts.splitlines() if str(home) in line]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [line for line in links.splitlines() if bridge in line]
-    for controller in ("memory", "pids", "cpu", "unified", ""):
-        base = Path("/sys/fs/cgroup", controller)
-        found += [str(p) for p in base.glob("paas-*") if p.is_dir() and _cgroup_of(p, home)]
+    group = group_name(home / "engine")
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"**/{group}") if p.is_dir()]
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
@@ -100,11 +101,6 @@ def _leftovers(home: Path, bridge: str) -> list[str]:
             if f"PAAS_HOME={home}".encode() in environ:
                 found.append(f"process {proc.name}: {(proc / 'cmdline').read_bytes()[:80]!r}")
     return found
-
-
-def _cgroup_of(path: Path, home: Path) -> bool:
-    marker = path / "paas.root"
-    return not marker.exists() or str(home) in marker.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +192,47 @@ def test_push_serve_update_reject_down(platform: Platform, tmp_path: Path) -> No
 
     with urllib.request.urlopen(f"http://127.0.0.1:{platform.dashboard_port}/", timeout=10) as r:
         assert "myapp" in r.read().decode()
+
+    # The leftover check of the next test must see what a running platform holds.
+    running = "\n".join(_leftovers(platform.home, platform.bridge))
+    assert platform.bridge in running and group_name(platform.home / "engine") in running
+    assert "process" in running
+
+
+def _new_repo(platform: Platform, tmp_path: Path, app: str, files: dict[str, str]) -> Path:
+    repo = tmp_path / app
+    repo.mkdir()
+    platform.git(repo, "init", "-q", "-b", "main")
+    platform.git(repo, "config", "user.email", "a@example.com")
+    platform.git(repo, "config", "user.name", "A")
+    platform.git(repo, "remote", "add", "paas", f"ssh://git@127.0.0.1:{platform.ssh_port}/{app}")
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    platform.git(repo, "add", "-A")
+    platform.git(repo, "commit", "-q", "-m", "first")
+    return repo
+
+
+def test_dockerfile_app_is_built_by_the_engine(platform: Platform, tmp_path: Path) -> None:
+    dockerfile = (
+        "FROM busybox\n"
+        "ENV WWW=/www\n"
+        "WORKDIR $WWW\n"
+        "COPY index.html ./\n"
+        "RUN echo built-by-run > run.txt\n"
+        'CMD ["httpd", "-f", "-p", "5000", "-h", "/www"]\n'
+    )
+    repo = _new_repo(platform, tmp_path, "dockerapp", {"Dockerfile": dockerfile, "index.html": "docker!"})
+    pushed = platform.git(repo, "push", "paas", "main")
+    assert "Building with Dockerfile" in pushed.stderr and "Step 5/6 : RUN" in pushed.stderr
+    assert platform.get("dockerapp") == (200, "docker!")
+
+
+def test_unbuildable_repo_is_rejected_with_a_reason(platform: Platform, tmp_path: Path) -> None:
+    repo = _new_repo(platform, tmp_path, "nothing", {"README.md": "no app here\n"})
+    pushed = platform.git(repo, "push", "paas", "main", check=False)
+    assert pushed.returncode != 0
+    assert "Push rejected" in pushed.stderr and "no buildpack detected this app" in pushed.stderr
 
 
 def test_down_leaves_nothing_behind(platform: Platform) -> None:

@@ -87,7 +87,15 @@ def test_allocation_is_stable_unique_and_persisted(network: Network) -> None:
     reopened = Network(network.root, BRIDGE, SUBNET)
     assert reopened.leases() == {first: "c1", second: "c2"}
     reopened.release("c1")
-    assert network.allocate("c3") == first
+    # Round-robin: a released address is handed out again only after the rest of the range.
+    assert network.allocate("c3") == str(ipaddress.IPv4Network(SUBNET)[4])
+
+
+def test_released_address_comes_back_after_the_range_wraps(tmp_path: Path) -> None:
+    small = Network(tmp_path / "small", BRIDGE, SMALL_SUBNET)  # 5 usable addresses
+    ips = [small.allocate(f"c{i}") for i in range(5)]
+    small.release("c0")
+    assert small.allocate("again") == ips[0]  # the only free one, after wrapping
 
 
 def test_concurrent_allocations_never_collide(network: Network) -> None:

@@ -11,11 +11,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from paas.engine.containers import ContainerSpec
 from paas.engine.dockerfile.parser import Instruction, parse
 from paas.engine.dockerfile.substitute import env_mapping, substitute
 from paas.engine.images import Image, ImageConfig, ImageStore
 from paas.engine.layers import tar_directory, tar_overlay_upper
-from paas.engine.containers import ContainerSpec
 from paas.engine.runtime import Runtime
 from paas.errors import BuildError, DockerfileError
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import http.client
 import os
+import secrets
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +20,19 @@ from paas.router.render import render_app, render_main
 
 NGINX_BIN = "nginx"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+RELOAD_TIMEOUT_S = 10.0
+POLL_S = 0.02
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=2)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(2)
+        self.sock.connect(str(self.path))
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -80,13 +97,16 @@ class Nginx:
     def apply_app(self, app: str, upstreams: list[str], hostnames: list[str] | None = None) -> None:
         """Route `app` to `upstreams`; on a failed test the previous file is restored."""
         hostnames = hostnames or [f"{app}.{self.settings.domain}"]
-        text = render_app(app, self.prefix, self.settings.http_port, hostnames, upstreams)
-        self._swap(self.app_path(app), text)
+        generation = secrets.token_hex(8)
+        text = render_app(app, self.prefix, self.settings.http_port, hostnames, upstreams, generation)
+        self._swap(app, text, generation)
 
     def remove_app(self, app: str) -> None:
-        self._swap(self.app_path(app), None)
+        self._swap(app, None, None)
 
-    def _swap(self, path: Path, text: str | None) -> None:
+    def _swap(self, app: str, text: str | None, generation: str | None) -> None:
+        """Write (or delete) the app's file, test, reload, and return once nginx serves it."""
+        path = self.app_path(app)
         with self._locked():
             self.apps_dir.mkdir(parents=True, exist_ok=True)
             backup = path.with_name(f".{path.name}.prev")
@@ -102,7 +122,59 @@ class Nginx:
             except RouterError:
                 self._restore(path, backup, had_old)
                 raise
+            old_workers = self._accepting_workers()
             self._reload()
+            self._await_generation(app, generation)
+            self._await_retired(old_workers)
+
+    def _accepting_workers(self) -> set[int]:
+        """PIDs of the master's workers that still accept connections (not shutting down)."""
+        master = self._pid()
+        workers = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                title = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == master and title.startswith(b"nginx: worker process") and b"shutting" not in title:
+                workers.add(int(entry.name))
+        return workers
+
+    def _await_retired(self, old_workers: set[int]) -> None:
+        # Until the old workers are told to quit they still accept, with the old config.
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while old_workers & self._accepting_workers():
+            if time.monotonic() > deadline:
+                raise RouterError(f"nginx's old workers did not retire within {RELOAD_TIMEOUT_S:.0f}s")
+            time.sleep(POLL_S)
+
+    def _generation(self, app: str) -> str | None:
+        """What the control socket answers for `app`: its generation, or None if not routed."""
+        conn = _UnixConnection(self.prefix / "control.sock")
+        try:
+            conn.request("GET", "/", headers={"Host": f"{app}.route.paas", "Connection": "close"})
+            response = conn.getresponse()
+            body = response.read().decode(errors="replace")
+            return body if response.status == 200 else None
+        except OSError:
+            return "unreachable"
+        finally:
+            conn.close()
+
+    def _await_generation(self, app: str, generation: str | None) -> None:
+        # A reload returns before the new workers take over; the push must not report
+        # success while nginx still serves the old file.
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while (seen := self._generation(app)) != generation:
+            if time.monotonic() > deadline:
+                raise RouterError(
+                    f"nginx did not take the new configuration of {app} within "
+                    f"{RELOAD_TIMEOUT_S:.0f}s (it serves {seen!r})"
+                )
+            time.sleep(POLL_S)
 
     def _restore(self, path: Path, backup: Path, had_old: bool) -> None:
         if had_old:

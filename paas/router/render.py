@@ -26,9 +26,12 @@ def render_main(prefix: Path, http_port: int) -> str:
 
 
 def render_app(
-    app: str, prefix: Path, http_port: int, hostnames: list[str], upstreams: list[str]
+    app: str, prefix: Path, http_port: int, hostnames: list[str], upstreams: list[str],
+    generation: str = "0",
 ) -> str:
-    """A server block for `app`; `upstreams` are `IP:PORT` of its web containers."""
+    """A server block for `app`; `upstreams` are `IP:PORT` of its web containers. `generation`
+    is answered on the control socket, so the applier can see when nginx serves this file."""
     return _env().get_template("app.conf.j2").render(
-        app=app, prefix=prefix, http_port=http_port, hostnames=hostnames, upstreams=upstreams
+        app=app, prefix=prefix, http_port=http_port, hostnames=hostnames, upstreams=upstreams,
+        generation=generation,
     )

@@ -47,8 +47,9 @@ def names(tar_path: Path) -> list[str]:
         return tar.getnames()
 
 
-def tree(root: Path) -> dict[str, tuple[int, int, int, int, int, str]]:
-    """Everything about a tree that a layer must preserve."""
+def tree(root: Path, dir_mtimes: bool = True) -> dict[str, tuple[int, int, int, int, int, str]]:
+    """Everything about a tree that a layer must preserve. Without `dir_mtimes`, a directory's
+    mtime is left out: a refused extraction creates and removes its temp dir beside dest."""
     found = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -58,7 +59,8 @@ def tree(root: Path) -> dict[str, tuple[int, int, int, int, int, str]]:
             if stat.S_ISREG(st.st_mode):
                 extra = path.read_text(errors="replace")
             key = str(path.relative_to(root))
-            found[key] = (st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), st.st_rdev, extra)
+            mtime = int(st.st_mtime) if dir_mtimes or not stat.S_ISDIR(st.st_mode) else 0
+            found[key] = (st.st_mode, st.st_uid, st.st_gid, mtime, st.st_rdev, extra)
     return found
 
 
@@ -229,10 +231,10 @@ def test_unsafe_layers_are_refused_and_write_nothing(tmp_path: Path, case: str) 
     work.mkdir()
     (outside / "file").write_text("precious")
     layer = write_tar(work / "layer.tar", [reg("fine", b"ok"), *UNSAFE[case](str(outside))])
-    before = tree(tmp_path)
+    before = tree(tmp_path, dir_mtimes=False)
     with pytest.raises(LayerUnsafeError):
         layers.extract_layer(layer, work / "dest")
-    assert tree(tmp_path) == before
+    assert tree(tmp_path, dir_mtimes=False) == before
     assert sorted(p.name for p in work.iterdir()) == ["layer.tar"]
     assert os.lstat(outside / "file").st_nlink == 1
     assert not (tmp_path / "x").exists()

@@ -77,7 +77,7 @@ class _Session:
         return ContainerSpec(
             name=f"build-{self.job.app}",
             lowerdirs=tuple(str(p) for p in images.lowerdirs(self.stack)),
-            argv=tuple(f"/buildpack/{argv[0]}" if i == 0 else a for i, a in enumerate(argv)),
+            argv=(f"/buildpack/{argv[0]}", *argv[1:]),
             env=(*self.stack.config.env, "HOME=/app", "STACK=debian-bookworm"),
             workdir=APP_DIR,
             user="root",
@@ -134,10 +134,9 @@ class _Session:
         return {str(k): str(v) for k, v in types.items()}
 
     def commit(self, name: str) -> Image:
-        staging = self.scratch / "slug"
-        shutil.copytree(self.job.source, staging / APP_DIR.lstrip("/"), symlinks=True)
         layer = self.scratch / "app.tar"
-        tar_directory(staging, layer)
-        config = dataclasses.replace(self.stack.config, working_dir=APP_DIR, cmd=None)
-        config = dataclasses.replace(config, env=(*config.env, "HOME=/app"))
+        tar_directory(self.job.source, layer, prefix=APP_DIR)
+        config = dataclasses.replace(
+            self.stack.config, working_dir=APP_DIR, cmd=None, env=(*self.stack.config.env, "HOME=/app")
+        )
         return self.job.engine.images.commit(self.stack, layer, config, f"buildpack {name}")

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE
+from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, Bind
 from paas.errors import ContainerError
 
 NetworkMode = Literal["bridge", "none", "host"]
@@ -29,15 +29,6 @@ class ContainerStatus(StrEnum):
     CREATED = "created"
     RUNNING = "running"
     EXITED = "exited"
-
-
-@dataclass(frozen=True, slots=True)
-class Bind:
-    """A host path mounted into the container."""
-
-    src: str
-    dst: str
-    readonly: bool = False
 
 
 @dataclass(frozen=True, slots=True)

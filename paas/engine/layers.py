@@ -76,17 +76,25 @@ def _open_out(out: Path) -> tarfile.TarFile:
     return tarfile.open(out, "w", format=tarfile.PAX_FORMAT)
 
 
-def tar_directory(src: Path, out: Path, *, mtime: int | None = None) -> None:
+def tar_directory(src: Path, out: Path, *, mtime: int | None = None, prefix: str = "") -> None:
     """Write every entry below src (not src itself) to a deterministic tar.
 
     Entries are sorted; owners are numeric; sockets are skipped; ``mtime``
-    clamps every timestamp (for reproducible base layers).
+    clamps every timestamp (for reproducible base layers). With ``prefix`` (e.g. "app"),
+    the entries go below that directory, which is added with src's owner and mode.
     """
+    parts = [p for p in prefix.split("/") if p]
+    if ".." in parts:
+        raise ValueError(f"bad layer prefix {prefix!r}")
     with _open_out(out) as tar:
+        for depth in range(1, len(parts) + 1):
+            info = _tarinfo(tar, str(src), "/".join(parts[:depth]), mtime)
+            tar.addfile(info)
+        base = "/".join(parts)
         for name, entry in _walk(Path(src)):
             if stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode):
                 continue
-            _add(tar, entry.path, name, mtime)
+            _add(tar, entry.path, f"{base}/{name}" if base else name, mtime)
 
 
 def tar_overlay_upper(upper: Path, out: Path, *, mtime: int | None = None) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from paas.core.models import Release
 from paas.engine.containers import ContainerSpec
 from paas.engine.engine import Engine
+from paas.engine.images import ImageConfig
 from paas.errors import ContainerError, DeployError
 
 Log = Callable[[str], None]
@@ -39,8 +40,8 @@ class LocalScheduler:
         self.engine = engine
         self.stop_timeout = stop_timeout
 
-    def _argv(self, release: Release, command: str) -> tuple[str, ...]:
-        config = self.engine.images.get(release.image).config
+    @staticmethod
+    def _argv(config: ImageConfig, command: str) -> tuple[str, ...]:
         entrypoint = tuple(config.entrypoint or ())
         if not command:
             argv = entrypoint + tuple(config.cmd or ())
@@ -58,7 +59,7 @@ class LocalScheduler:
         spec = ContainerSpec(
             name=f"{release.app}.{process_type}.{index}",
             lowerdirs=tuple(str(p) for p in self.engine.images.lowerdirs(image)),
-            argv=self._argv(release, release.processes[process_type]),
+            argv=self._argv(config, release.processes[process_type]),
             env=(*config.env, f"PORT={WEB_PORT}", f"DYNO={process_type}.{index}"),
             workdir=config.working_dir or "/",
             user=config.user or "root",

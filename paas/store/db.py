@@ -57,14 +57,16 @@ class Store:
         self._init()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction; writers take the lock up front (IMMEDIATE) so they never deadlock
+        upgrading, readers do not take it at all and, with WAL, never wait for a writer."""
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open the state database {self.path}: {exc}") from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -101,14 +103,14 @@ class Store:
         return app
 
     def get_app(self, name: str) -> App:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute("SELECT name, created_at FROM apps WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise AppNotFoundError(f"app {name!r} does not exist")
         return App(*row)
 
     def list_apps(self) -> list[App]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute("SELECT name, created_at FROM apps ORDER BY name").fetchall()
         return [App(*row) for row in rows]
 
@@ -142,7 +144,7 @@ class Store:
             )
 
     def list_releases(self, app: str) -> list[Release]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute(
                 "SELECT * FROM releases WHERE app = ? ORDER BY version DESC", (app,)
             ).fetchall()
@@ -150,7 +152,7 @@ class Store:
 
     def current_release(self, app: str) -> Release | None:
         """The newest release that went live."""
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(
                 "SELECT * FROM releases WHERE app = ? AND status = ? ORDER BY version DESC LIMIT 1",
                 (app, ReleaseStatus.SUCCEEDED.value),
@@ -181,12 +183,12 @@ class Store:
                 raise KeyNotFoundError(f"no key named {name!r}")
 
     def list_keys(self) -> list[DeployKey]:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             rows = conn.execute("SELECT * FROM keys ORDER BY name").fetchall()
         return [DeployKey(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
     def key_by_fingerprint(self, fp: str) -> DeployKey | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             r = conn.execute("SELECT * FROM keys WHERE fingerprint = ?", (fp,)).fetchone()
         return DeployKey(r[0], r[1], r[2], bool(r[3]), r[4]) if r else None
 

@@ -238,3 +238,23 @@ def test_unsafe_layers_are_refused_and_write_nothing(tmp_path: Path, case: str) 
     assert sorted(p.name for p in work.iterdir()) == ["layer.tar"]
     assert os.lstat(outside / "file").st_nlink == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_tar_directory_under_a_prefix(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("x")
+    out = tmp_path / "layer.tar"
+    layers.tar_directory(src, out, prefix="/srv/app")
+    with tarfile.open(out) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert list(members) == ["srv", "srv/app", "srv/app/sub", "srv/app/sub/f.txt"]
+    assert members["srv/app"].isdir() and members["srv"].isdir()
+    dest = tmp_path / "dest"
+    layers.extract_layer(out, dest)
+    assert (dest / "srv/app/sub/f.txt").read_text() == "x"
+
+
+def test_tar_directory_refuses_an_escaping_prefix(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        layers.tar_directory(tmp_path, tmp_path / "x.tar", prefix="../up")

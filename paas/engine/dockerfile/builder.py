@@ -48,13 +48,17 @@ class DockerfileBuild:
                 self._step(step)
         finally:
             shutil.rmtree(self.scratch, ignore_errors=True)
+        return self.current
+
+    @property
+    def current(self) -> Image:
+        """The image the steps so far produced (FROM always comes first)."""
         assert self.image is not None
         return self.image
 
     @property
     def config(self) -> ImageConfig:
-        assert self.image is not None
-        return self.image.config
+        return self.current.config
 
     def _variables(self) -> dict[str, str]:
         return env_mapping(self.config.env)
@@ -70,7 +74,7 @@ class DockerfileBuild:
         handlers[step.keyword](step)
 
     def _commit(self, step: Instruction, config: ImageConfig, layer: Path | None = None) -> None:
-        self.image = self.images.commit(self.image, layer, config, f"{step.keyword} {step.args}")
+        self.image = self.images.commit(self.current, layer, config, f"{step.keyword} {step.args}")
 
     def _from(self, step: Instruction) -> None:
         words = step.args.split()
@@ -83,7 +87,7 @@ class DockerfileBuild:
         config = self.config
         spec = ContainerSpec(
             name="build-step",
-            lowerdirs=tuple(str(p) for p in self.images.lowerdirs(self.image)),  # type: ignore[arg-type]
+            lowerdirs=tuple(str(p) for p in self.images.lowerdirs(self.current)),
             argv=tuple(argv),
             env=config.env or (DEFAULT_PATH,),
             workdir=config.working_dir or "/",
@@ -119,7 +123,7 @@ class DockerfileBuild:
         paths = [p for s in sources for p in self._sources(step, s)]
         as_dir = words[-1].endswith("/") or len(paths) > 1 or any(p.is_dir() for p in paths)
         for path in paths:
-            _copy_into(path, target / path.name if as_dir and not path.is_dir() else target, as_dir)
+            _copy_into(path, target / path.name if as_dir and not path.is_dir() else target)
         layer = self.scratch / "copy.tar"
         tar_directory(staging, layer)
         self._commit(step, self.config, layer)
@@ -199,7 +203,7 @@ def _inside(context: Path, relative: str, where: str) -> Path:
     return candidate
 
 
-def _copy_into(source: Path, target: Path, as_dir: bool) -> None:
+def _copy_into(source: Path, target: Path) -> None:
     if source.is_dir():
         shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
         return

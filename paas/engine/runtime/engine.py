@@ -28,7 +28,7 @@ from paas.engine.network import Network, veth_names
 from paas.engine.runtime import process
 from paas.engine.runtime.cgroups import CGROUP_BASE, Cgroups, Limits
 from paas.engine.runtime.initlayer import etc_files, host_nameservers, write_init_layer
-from paas.engine.runtime.launchspec import BindMount, LaunchSpec, NetConfig
+from paas.engine.runtime.launchspec import LaunchSpec, NetConfig
 from paas.engine.runtime.spawn import Launch
 from paas.errors import ContainerError, NetworkError
 
@@ -180,7 +180,7 @@ class Runtime:
         self.cgroups.create(container_id, Limits(spec.memory_bytes, spec.cpus, spec.pids_limit))
         hostname = spec.hostname or container_id[:12]
         files = etc_files(hostname, ip, self.nameservers, spec.network)
-        write_init_layer(self.store.dir(container_id) / "init", files, _binds(spec))
+        write_init_layer(self.store.dir(container_id) / "init", files, spec.binds)
         return ip
 
     def _handshake(self, container_id: str, launch: Launch, ip: str | None) -> None:
@@ -233,7 +233,7 @@ class Runtime:
             hostname=spec.hostname or container_id[:12],
             network=spec.network,
             net=net,
-            binds=_binds(spec),
+            binds=spec.binds,
             report_fd=-1,
             go_fd=-1,
         )
@@ -289,6 +289,3 @@ def _status(state: ContainerState) -> ContainerStatus:
 def _exit_code(container: Container) -> int:
     return EXIT_KILLED if container.exit_code is None else container.exit_code
 
-
-def _binds(spec: ContainerSpec) -> tuple[BindMount, ...]:
-    return tuple(BindMount(b.src, b.dst, b.readonly) for b in spec.binds)

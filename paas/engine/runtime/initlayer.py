@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from paas.engine.runtime.launchspec import BindMount
+from paas.engine.runtime.launchspec import Bind
 
 MOUNT_POINTS = ("proc", "dev", "sys")
 
@@ -48,7 +48,7 @@ def etc_files(
 
 
 def write_init_layer(
-    init_dir: Path, files: dict[str, str], binds: tuple[BindMount, ...]
+    init_dir: Path, files: dict[str, str], binds: tuple[Bind, ...]
 ) -> None:
     for name in MOUNT_POINTS:
         (init_dir / name).mkdir(exist_ok=True)

@@ -15,10 +15,12 @@ ERROR_FILE = "error"
 
 
 @dataclass(frozen=True, slots=True)
-class BindMount:
+class Bind:
+    """A host path mounted into the container (a container spec holds these as they are)."""
+
     src: str
     dst: str
-    readonly: bool
+    readonly: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ class LaunchSpec:
     hostname: str
     network: str
     net: NetConfig | None
-    binds: tuple[BindMount, ...]
+    binds: tuple[Bind, ...]
     report_fd: int
     go_fd: int
 
@@ -62,7 +64,7 @@ class LaunchSpec:
                 "lowerdirs": tuple(data["lowerdirs"]),
                 "argv": tuple(data["argv"]),
                 "env": tuple(data["env"]),
-                "binds": tuple(BindMount(**b) for b in data["binds"]),
+                "binds": tuple(Bind(**b) for b in data["binds"]),
                 "net": None if net is None else NetConfig(**net),
             }
         )

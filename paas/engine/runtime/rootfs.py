@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from paas.engine.runtime import _libc
-from paas.engine.runtime.launchspec import BindMount, LaunchSpec
+from paas.engine.runtime.launchspec import Bind, LaunchSpec
 
 HOST_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
@@ -54,7 +54,7 @@ def _mount_dev(dev: str) -> None:
         os.symlink(target, f"{dev}/{name}")
 
 
-def _bind(bind: BindMount, target: str) -> None:
+def _bind(bind: Bind, target: str) -> None:
     _libc.mount(bind.src, target, None, _libc.MS_BIND | _libc.MS_REC)
     if bind.readonly:
         flags = _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY

@@ -50,6 +50,31 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         raise SettingsError(f"{key} must be a number, got {raw!r}") from None
 
 
+def _count(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{key} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def _flag(env: Mapping[str, str], key: str) -> bool:
+    raw = (env.get(key) or "0").strip().lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise SettingsError(f"{key} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true", "yes")
+
+
+_REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _registry(raw: str) -> str:
+    if raw and not _REGISTRY_RE.fullmatch(raw):
+        raise SettingsError(f"PAAS_REGISTRY must be host[:port] like registry.local:5000, got {raw!r}")
+    return raw
+
+
 _DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -82,6 +107,11 @@ class Settings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     check_wait: float = DEFAULT_CHECK_WAIT
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
+    keep_releases: int = DEFAULT_KEEP_RELEASES
+    # Where `FROM name` and `paas engine pull name` look for images the store lacks:
+    # "host[:port]", "" for none. Plain HTTP only when registry_insecure (loopback registries).
+    registry: str = ""
+    registry_insecure: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +128,9 @@ class Settings:
             stop_timeout=_float(env, "PAAS_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT),
             check_wait=_float(env, "PAAS_CHECK_WAIT", DEFAULT_CHECK_WAIT),
             check_timeout=_float(env, "PAAS_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT),
+            keep_releases=_count(env, "PAAS_KEEP_RELEASES", DEFAULT_KEEP_RELEASES),
+            registry=_registry(env.get("PAAS_REGISTRY") or ""),
+            registry_insecure=_flag(env, "PAAS_REGISTRY_INSECURE"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -112,6 +145,9 @@ class Settings:
             "PAAS_STOP_TIMEOUT": str(self.stop_timeout),
             "PAAS_CHECK_WAIT": str(self.check_wait),
             "PAAS_CHECK_TIMEOUT": str(self.check_timeout),
+            "PAAS_KEEP_RELEASES": str(self.keep_releases),
+            "PAAS_REGISTRY": self.registry,
+            "PAAS_REGISTRY_INSECURE": "1" if self.registry_insecure else "0",
         }
         if self.redis_url:
             env["PAAS_REDIS_URL"] = self.redis_url

@@ -39,6 +39,7 @@ class ContainerSpec:
     lowerdirs: tuple[str, ...]
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
+    image: str = ""  # the id of the image the lowerdirs come from, "" if none (keeps it from gc)
     workdir: str = "/"
     user: str = "root"
     hostname: str = ""

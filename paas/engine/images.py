@@ -3,8 +3,8 @@
 An image is an OCI config blob (its digest is the image id) plus a manifest
 blob listing the layer blobs, all in the content store; each layer is also
 unpacked as a snapshot keyed by its ChainID. ``images.json`` maps image ids to
-manifest digests and refs (``name:tag``) to image ids; it is rewritten
-atomically under an fcntl lock.
+manifest digests, refs (``name:tag``) to image ids, and build cache keys to the
+image each build step produced; it is rewritten atomically under an fcntl lock.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ class ImageConfig:
     volumes: tuple[str, ...] = ()
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     stop_signal: str = ""
+    # Docker's extensions of the OCI config, which OCI tools carry through unchanged.
+    healthcheck: Mapping[str, Any] | None = None  # {"Test": [...], "Interval": ns, ...}
+    shell: tuple[str, ...] | None = None
+    on_build: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # A private sorted copy: the caller's dict may change later; JSON order stays stable.
@@ -101,24 +105,58 @@ class ImageConfig:
             "Volumes": {v: {} for v in self.volumes} or None,
             "Labels": dict(self.labels) or None,
             "StopSignal": self.stop_signal or None,
+            "Healthcheck": None if self.healthcheck is None else dict(self.healthcheck),
+            "Shell": None if self.shell is None else list(self.shell),
+            "OnBuild": list(self.on_build) or None,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
     @classmethod
     def from_oci(cls, doc: Mapping[str, Any] | None) -> ImageConfig:
+        """Read an OCI ``config`` object; ImageInvalidError when a field has the wrong type."""
         doc = doc or {}
-        cmd, entrypoint = doc.get("Cmd"), doc.get("Entrypoint")
+        if not isinstance(doc, Mapping):
+            raise ImageInvalidError("image config: 'config' is not an object")
+        healthcheck = doc.get("Healthcheck")
+        if healthcheck is not None and not isinstance(healthcheck, Mapping):
+            raise ImageInvalidError("image config: Healthcheck is not an object")
         return cls(
-            env=tuple(doc.get("Env") or ()),
-            cmd=None if cmd is None else tuple(cmd),
-            entrypoint=None if entrypoint is None else tuple(entrypoint),
-            working_dir=doc.get("WorkingDir") or "",
-            user=doc.get("User") or "",
-            exposed_ports=tuple(sorted(doc.get("ExposedPorts") or {})),
-            volumes=tuple(sorted(doc.get("Volumes") or {})),
-            labels=dict(doc.get("Labels") or {}),
-            stop_signal=doc.get("StopSignal") or "",
+            env=_strings(doc, "Env") or (),
+            cmd=_strings(doc, "Cmd"),
+            entrypoint=_strings(doc, "Entrypoint"),
+            working_dir=_string(doc, "WorkingDir"),
+            user=_string(doc, "User"),
+            exposed_ports=tuple(sorted(_object(doc, "ExposedPorts"))),
+            volumes=tuple(sorted(_object(doc, "Volumes"))),
+            labels={k: str(v) for k, v in _object(doc, "Labels").items()},
+            stop_signal=_string(doc, "StopSignal"),
+            healthcheck=healthcheck,
+            shell=_strings(doc, "Shell"),
+            on_build=_strings(doc, "OnBuild") or (),
         )
+
+
+def _strings(doc: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ImageInvalidError(f"image config: {key} is not a list of strings")
+    return tuple(value)
+
+
+def _string(doc: Mapping[str, Any], key: str) -> str:
+    value = doc.get(key) or ""
+    if not isinstance(value, str):
+        raise ImageInvalidError(f"image config: {key} is not a string")
+    return value
+
+
+def _object(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ImageInvalidError(f"image config: {key} is not an object")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +271,23 @@ class ImageStore:
         step = History(created, history_entry, empty_layer=layer_tar_path is None)
         history = (*(parent.history if parent else ()), step)
         config_bytes = _canonical(_config_doc(config, diff_ids, history, created))
-        return self._add(config_bytes, layers)
+        return self.add_image(config_bytes, layers)
 
-    def _add(self, config_bytes: bytes, layers: tuple[str, ...]) -> Image:
+    def add_image(self, config_bytes: bytes, layers: tuple[str, ...]) -> Image:
+        """Record an image from its OCI config JSON (kept byte for byte: its digest is the id).
+
+        ``layers`` are the digests of uncompressed layer blobs already in the content store, in
+        order; they must equal the config's ``rootfs.diff_ids``. Used by builds, ``load`` and
+        ``pull``; ImageInvalidError for a config that is not a well-formed image config.
+        """
+        try:
+            doc = json.loads(config_bytes)
+        except ValueError as e:
+            raise ImageInvalidError(f"image config is not JSON: {e}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("rootfs"), dict):
+            raise ImageInvalidError("image config has no rootfs object")
+        if list(doc["rootfs"].get("diff_ids") or []) != list(layers):
+            raise ImageInvalidError("image config's rootfs.diff_ids do not match its layers")
         config_digest = self.content.ingest_bytes(config_bytes)
         manifest = {
             "schemaVersion": 2,
@@ -244,7 +296,7 @@ class ImageStore:
             "layers": [self._descriptor(LAYER_MEDIA_TYPE, d) for d in layers],
         }
         manifest_digest = self.content.ingest_bytes(_canonical(manifest))
-        image = _parse_image(config_digest, manifest_digest, manifest, json.loads(config_bytes))
+        image = _parse_image(config_digest, manifest_digest, manifest, doc)
         self._ensure_snapshots(image)
         with self._index() as index:
             index["images"][image.id] = manifest_digest
@@ -261,6 +313,21 @@ class ImageStore:
                 raise ImageNotFoundError(f"image {image.id} is not in this store")
             index["tags"][ref] = image.id
         return ref
+
+    def cache_put(self, key: str, image: Image) -> None:
+        """Remember that the build step with this cache key produced this image."""
+        with self._index() as index:
+            if image.id not in index["images"]:
+                raise ImageNotFoundError(f"image {image.id} is not in this store")
+            index["cache"][key] = image.id
+
+    def cache_get(self, key: str) -> Image | None:
+        """The image a build step with this key produced before, if it is still stored."""
+        index = self._read_index()
+        image_id = index["cache"].get(key)
+        if image_id is None or image_id not in index["images"]:
+            return None
+        return self._load(image_id, index["images"][image_id])
 
     def remove_tag(self, ref: str) -> None:
         ref = normalize_ref(ref)
@@ -340,13 +407,14 @@ class ImageStore:
         try:
             raw = self._index_path.read_bytes()
         except FileNotFoundError:
-            return {"images": {}, "tags": {}}
+            return {"images": {}, "tags": {}, "cache": {}}
         try:
             index = json.loads(raw)
         except ValueError as e:
             raise ImageInvalidError(f"{self._index_path} is corrupt: {e}") from None
         index.setdefault("images", {})
         index.setdefault("tags", {})
+        index.setdefault("cache", {})
         return dict(index)
 
     @contextlib.contextmanager

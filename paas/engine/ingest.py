@@ -14,12 +14,9 @@ import zlib
 from typing import BinaryIO
 
 from paas.engine.content import CHUNK_SIZE, ContentStore, check_digest
-from paas.errors import ImageInvalidError, LayerUnsafeError
+from paas.engine.layers import MAX_LAYER_BYTES, check_inflation
+from paas.errors import ImageInvalidError
 
-MAX_LAYER_BYTES = 16 << 30
-# A real layer compresses 2-10x; a bomb, 1000x. Past RATIO_FLOOR bytes a higher ratio stops.
-MAX_RATIO = 200
-RATIO_FLOOR = 64 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -81,16 +78,6 @@ def _feed(
             if inflate.eof and inflate.unused_data.strip(b"\0"):
                 raise ImageInvalidError("layer blob: data after the end of the gzip stream")
         total += len(piece)
-        _check_size(written + total, read, max_bytes)
+        check_inflation(written + total, read, max_bytes)
         blob.write(piece)  # type: ignore[attr-defined]
     return total
-
-
-def _check_size(size: int, compressed: int, max_bytes: int) -> None:
-    if size > max_bytes:
-        raise LayerUnsafeError(f"layer is larger than {max_bytes} bytes uncompressed")
-    if size > RATIO_FLOOR and size > MAX_RATIO * compressed:
-        raise LayerUnsafeError(
-            f"layer inflates more than {MAX_RATIO}x ({compressed} bytes to over {size}): "
-            "refusing a likely decompression bomb"
-        )

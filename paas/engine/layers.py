@@ -25,6 +25,22 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 _COPY_CHUNK = 1 << 20
+# Limits on what one layer may unpack to. A real layer compresses 2-10x, a bomb 1000x: past
+# RATIO_FLOOR bytes, content larger than MAX_RATIO times the file it came from is refused.
+MAX_LAYER_BYTES = 16 << 30
+MAX_RATIO = 200
+RATIO_FLOOR = 64 << 20
+
+
+def check_inflation(size: int, source_size: int, max_bytes: int = MAX_LAYER_BYTES) -> None:
+    """LayerUnsafeError when ``size`` bytes of content from a ``source_size`` file is a bomb."""
+    if size > max_bytes:
+        raise LayerUnsafeError(f"layer is larger than {max_bytes} bytes uncompressed")
+    if size > RATIO_FLOOR and size > MAX_RATIO * source_size:
+        raise LayerUnsafeError(
+            f"layer inflates more than {MAX_RATIO}x ({source_size} bytes to over {size}): "
+            "refusing a likely decompression bomb"
+        )
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
@@ -129,18 +145,23 @@ class _Extraction:
     """State of one extraction: the private temp root and what has been written so far."""
 
     root: Path
+    source_size: int
+    max_bytes: int
+    content_bytes: int = 0
     seen: set[str] = field(default_factory=set)
     dir_times: list[tuple[Path, int]] = field(default_factory=list)
 
 
-def extract_layer(tar_path: Path, dest: Path) -> None:
+def extract_layer(tar_path: Path, dest: Path, *, max_bytes: int = MAX_LAYER_BYTES) -> None:
     """Extract a layer tar into ``dest`` (which must not exist) in overlayfs form.
 
     Refuses, with LayerUnsafeError, any entry that could write outside dest or
     that we do not trust: absolute names, ``..``, paths through symlinks,
     hardlinks out of the layer or to non-regular files, device nodes, duplicate
-    entries and malformed whiteouts. Work happens in a temp dir next to dest
-    that is renamed into place only when the whole layer was accepted.
+    entries and malformed whiteouts. A compressed tar whose content would
+    inflate past ``check_inflation``'s limits (a gzip bomb) is refused before
+    the entry that crosses them is written. Work happens in a temp dir next to
+    dest that is renamed into place only when the whole layer was accepted.
     """
     dest = Path(dest)
     if dest.exists() or dest.is_symlink():
@@ -148,7 +169,8 @@ def extract_layer(tar_path: Path, dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.extract-"))
     try:
         os.chmod(tmp, 0o755)
-        _extract_all(Path(tar_path), _Extraction(tmp))
+        size = os.stat(tar_path).st_size
+        _extract_all(Path(tar_path), _Extraction(tmp, size, max_bytes))
         os.rename(tmp, dest)
     finally:
         if tmp.exists():
@@ -254,6 +276,8 @@ def _whiteout(state: _Extraction, member: tarfile.TarInfo, parent: Path, parts: 
 
 def _create(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, st: _Extraction) -> None:
     if member.isreg():
+        st.content_bytes += member.size
+        check_inflation(st.content_bytes, st.source_size, st.max_bytes)
         _write_file(tar, member, target)
     elif member.isdir():
         if not _is_real_dir(target):

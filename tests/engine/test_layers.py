@@ -258,3 +258,46 @@ def test_tar_directory_under_a_prefix(tmp_path: Path) -> None:
 def test_tar_directory_refuses_an_escaping_prefix(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         layers.tar_directory(tmp_path, tmp_path / "x.tar", prefix="../up")
+
+
+# --- decompression bombs ----------------------------------------------------------------------
+
+
+def _zero_bomb(path: Path, size: int) -> Path:
+    """A gzip tar holding one file of ``size`` zero bytes: a few hundred KiB on disk."""
+    info = tarfile.TarInfo("zeros")
+    info.size = size
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        tar.addfile(info, _Zeros(size))
+    return path
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+
+def test_gzip_bomb_layer_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    bomb = _zero_bomb(tmp_path / "bomb.tar.gz", layers.RATIO_FLOOR + (16 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(LayerUnsafeError, match="decompression bomb"):
+        layers.extract_layer(bomb, tmp_path / "dest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.tar.gz"]
+
+
+def test_layer_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    layer = write_tar(tmp_path / "big.tar", [reg("a", b"x" * 600), reg("b", b"y" * 600)])
+    with pytest.raises(LayerUnsafeError, match="larger than 1000 bytes"):
+        layers.extract_layer(layer, tmp_path / "dest", max_bytes=1000)
+    assert not (tmp_path / "dest").exists()
+    layers.extract_layer(layer, tmp_path / "dest", max_bytes=1200)
+    assert (tmp_path / "dest" / "b").read_bytes() == b"y" * 600

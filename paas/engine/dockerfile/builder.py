@@ -1,217 +1,343 @@
-"""Runs a parsed Dockerfile: each filesystem step becomes a layer, each metadata step a config change."""
+"""Runs a Dockerfile: the stages a target needs, each step a cached image; `build_dockerfile`.
+
+Every step but ARG commits an image (metadata-only steps as empty_layer history entries), keyed
+in the store's build cache by `cache.step_key`: an unchanged step reuses the image without any
+commit, tar or snapshot work, so a rebuild of an unchanged context costs a few index reads and
+the context checksums. RUN executes in a one-shot build container (network "host" until the
+bridge has NAT for egress); COPY and ADD write a staging tree (see copy.py and transfer.py).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import glob
-import os
-import shlex
 import shutil
 import tempfile
-from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from paas.engine.containers import ContainerSpec
-from paas.engine.dockerfile.parser import Instruction, parse
-from paas.engine.dockerfile.substitute import env_mapping, substitute
+from paas.engine.dockerfile import metadata, stages
+from paas.engine.dockerfile.cache import step_key
+from paas.engine.dockerfile.context import BuildContext
+from paas.engine.dockerfile.copy import Staging, user_ids
+from paas.engine.dockerfile.imagefs import ImageFS
+from paas.engine.dockerfile.parser import Dockerfile, Instruction, Stage, parse, parse_instruction
+from paas.engine.dockerfile.state import Outcome, StageState
+from paas.engine.dockerfile.substitute import expand_args
+from paas.engine.dockerfile.transfer import transfer_step
 from paas.engine.images import Image, ImageConfig, ImageStore
 from paas.engine.layers import tar_directory, tar_overlay_upper
 from paas.engine.runtime import Runtime
-from paas.errors import BuildError, DockerfileError
+from paas.errors import BuildError, ContainerError, DockerfileError, ImageNotFoundError
 
 Log = Callable[[str], None]
+Pull = Callable[[str], Image]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUILD_LABEL = "paas.build"
+# Instructions that may not run as ONBUILD triggers (the parser refuses them in a Dockerfile,
+# but an image's config is data from elsewhere).
+_NOT_TRIGGERS = frozenset({"FROM", "ONBUILD", "MAINTAINER"})
 
 
-class DockerfileBuild:
-    """One build of one context; `run()` returns the final image."""
+@dataclass(frozen=True, slots=True)
+class Options:
+    build_args: Mapping[str, str]
+    no_cache: bool
+    pull: Pull | None
+
+
+class Build:
+    """One build of one Dockerfile; `run(target)` returns the target stage's image."""
 
     def __init__(
-        self, images: ImageStore, runtime: Runtime, context: Path, log: Log,
-        dockerfile: str = "Dockerfile",
+        self, images: ImageStore, runtime: Runtime, context: BuildContext, dockerfile: Dockerfile,
+        log: Log, options: Options, scratch: Path,
     ) -> None:
         self.images, self.runtime, self.context, self.log = images, runtime, context, log
-        self.filename = dockerfile
-        self.image: Image | None = None
-        self.scratch = Path(tempfile.mkdtemp(prefix="paas-build-"))
+        self.dockerfile, self.options, self.scratch = dockerfile, options, scratch
+        self.id = uuid.uuid4().hex
+        self.results: dict[int, Image | None] = {}
+        self.meta: dict[str, str | None] = {}
+        self.consumed: set[str] = set()
+        self.step_number, self.total = 0, 0
+        self.containers_used = False
 
-    def run(self) -> Image:
-        path = _inside(self.context, self.filename, self.filename)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DockerfileError(f"cannot read {self.filename}: {exc}") from None
-        steps = parse(text, self.filename)
-        try:
-            for number, step in enumerate(steps, start=1):
-                self.log(f"Step {number}/{len(steps)} : {step.keyword} {step.args}")
-                self._step(step)
-        finally:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-        return self.current
+    # -- stages ----------------------------------------------------------------------------
 
-    @property
-    def current(self) -> Image:
-        """The image the steps so far produced (FROM always comes first)."""
-        assert self.image is not None
-        return self.image
+    def run(self, target: str | None) -> Image:
+        self.meta = stages.global_args(self.dockerfile, self.options.build_args, self.consumed)
+        plan = stages.plan(self.dockerfile, target, self.meta)
+        self.total = plan.total_steps
+        for stage in plan.stages:
+            self.results[stage.index] = self._stage(stage)
+        image = self.results[plan.target.index]
+        if image is None:
+            where = plan.target.instruction.where(self.dockerfile.filename)
+            raise BuildError(f"{where}: the stage made no image (FROM scratch with no steps)")
+        unused = sorted(set(self.options.build_args) - self.consumed)
+        if unused:
+            self.log(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+        return image
 
-    @property
-    def config(self) -> ImageConfig:
-        return self.current.config
+    def _stage(self, stage: Stage) -> Image | None:
+        state = self._from(stage)
+        for instruction in stage.steps:
+            self._announce(instruction)
+            self._step(state, instruction)
+        return state.image
 
-    def _variables(self) -> dict[str, str]:
-        return env_mapping(self.config.env)
+    def _announce(self, instruction: Instruction) -> None:
+        self.step_number += 1
+        text = instruction.original or f"{instruction.keyword} {instruction.args}"
+        self.log(f"Step {self.step_number}/{self.total} : {text}")
 
-    def _step(self, step: Instruction) -> None:
-        handlers: dict[str, Callable[[Instruction], None]] = {
-            "FROM": self._from, "RUN": self._run, "COPY": self._copy, "ENV": self._set_env,
-            "WORKDIR": self._workdir, "CMD": self._cmd, "ENTRYPOINT": self._entrypoint,
-            "USER": self._user, "EXPOSE": self._expose, "LABEL": self._label,
-        }
-        if self.image is None and step.keyword != "FROM":
-            raise DockerfileError(f"{step.where(self.filename)} comes before FROM")
-        handlers[step.keyword](step)
+    def where(self, instruction: Instruction) -> str:
+        return instruction.where(self.dockerfile.filename)
 
-    def _commit(self, step: Instruction, config: ImageConfig, layer: Path | None = None) -> None:
-        self.image = self.images.commit(self.current, layer, config, f"{step.keyword} {step.args}")
+    def _from(self, stage: Stage) -> StageState:
+        self._announce(stage.instruction)
+        name = stages.base_name(self.dockerfile, stage, self.meta)
+        where = self.where(stage.instruction)
+        ref = stages.base_stage(self.dockerfile, stage, name)
+        if ref is not None:
+            image = self.results[ref.index]
+        elif name.lower() == "scratch":
+            image = None
+        else:
+            image = self.image(name, where)
+        state = StageState(stage, image, image.config if image else ImageConfig())
+        if image is not None:
+            self.log(f" ---> {image.short_id}")
+        self._triggers(state)
+        return state
 
-    def _from(self, step: Instruction) -> None:
-        words = step.args.split()
-        if len(words) != 1:
-            raise DockerfileError(f"{step.where(self.filename)}: only 'FROM image' is supported yet")
-        self.image = self.images.get(words[0])
-
-    def _run(self, step: Instruction) -> None:
-        argv = list(step.exec_form) if step.exec_form else ["/bin/sh", "-c", step.args]
-        config = self.config
-        spec = ContainerSpec(
-            name="build-step",
-            lowerdirs=tuple(str(p) for p in self.images.lowerdirs(self.current)),
-            argv=tuple(argv),
-            env=config.env or (DEFAULT_PATH,),
-            workdir=config.working_dir or "/",
-            user=config.user or "root",
-            hostname="buildkit",
-            network="host",
-            labels={"paas.role": "build"},
+    def image(self, name: str, where: str) -> Image:
+        """A FROM or --from image: from the store, else pulled, else ImageNotFoundError."""
+        if self.images.has(name):
+            return self.images.get(name)
+        if self.options.pull is not None:
+            return self.options.pull(name)
+        raise ImageNotFoundError(
+            f"{where}: image not found: {name!r} is not in the local image store "
+            "(and no registry to pull it from)"
         )
-        result = self.runtime.run(spec, on_output=lambda line: self.log(f" {line}"))
+
+    def _triggers(self, state: StageState) -> None:
+        """The base image's ONBUILD triggers run right after FROM and are not inherited further."""
+        triggers = state.config.on_build
+        if not triggers:
+            return
+        self.log(f" # Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        state.config = state.config.replace(on_build=())
+        line = state.stage.instruction.line
+        for text in triggers:
+            instruction = parse_instruction(text, line, self.dockerfile.filename, self.dockerfile.escape)
+            if instruction.keyword in _NOT_TRIGGERS:
+                raise BuildError(f"{self.where(instruction)}: not allowed as an ONBUILD trigger")
+            self.log(f" # ONBUILD {instruction.original}")
+            self._step(state, instruction)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _step(self, state: StageState, instruction: Instruction) -> None:
+        try:
+            self._dispatch(state, instruction)
+        except DockerfileError as error:
+            where, message = self.where(instruction), str(error)
+            if message.startswith(self.dockerfile.filename):
+                raise
+            raise DockerfileError(f"{where}: {message}") from None
+
+    def _dispatch(self, state: StageState, instruction: Instruction) -> None:
+        keyword = instruction.keyword
+        if keyword == "ARG":
+            self._arg(state, instruction)
+        elif keyword == "RUN":
+            self._run(state, instruction)
+        elif keyword in ("COPY", "ADD"):
+            inputs, make = transfer_step(self, state, instruction)
+            self.commit_step(state, instruction, inputs, make)
+        elif keyword == "WORKDIR":
+            self._workdir(state, instruction)
+        elif keyword in metadata.CONFIG_KEYWORDS:
+            self._metadata(state, instruction)
+        else:
+            raise DockerfileError(f"{self.where(instruction)}: unexpected {keyword} inside a stage")
+
+    def commit_step(
+        self, state: StageState, instruction: Instruction, inputs: Mapping[str, Any],
+        make: Callable[[], Outcome],
+    ) -> None:
+        """Reuse the cached image of this step, or make, commit and remember a new one."""
+        key = step_key(state.image, state.config, instruction.keyword, inputs)
+        if not self.options.no_cache:
+            hit = self.images.cache_get(key)
+            if hit is not None:
+                self._advance(state, hit)
+                self.log(f" ---> CACHED {hit.short_id}")
+                return
+        outcome = make()
+        history = instruction.original or f"{instruction.keyword} {instruction.args}"
+        image = self.images.commit(state.image, outcome.layer, outcome.config, history)
+        if outcome.layer is not None:
+            outcome.layer.unlink(missing_ok=True)
+        self.images.cache_put(key, image)
+        self._advance(state, image)
+        self.log(f" ---> {image.short_id}")
+
+    @staticmethod
+    def _advance(state: StageState, image: Image) -> None:
+        state.image, state.config = image, image.config
+
+    def _arg(self, state: StageState, instruction: Instruction) -> None:
+        """ARG: in scope from here to the end of the stage; not part of the image config."""
+        build_args = self.options.build_args
+        for name, default in expand_args(instruction.args, state.variables(), self.dockerfile.escape):
+            self.consumed.add(name)
+            value = build_args.get(name, default if default is not None else self.meta.get(name))
+            if value is None:
+                state.args.pop(name, None)
+            else:
+                state.args[name] = value
+
+    def _metadata(self, state: StageState, instruction: Instruction) -> None:
+        config = metadata.apply(
+            state.config, instruction, state.variables(), escape=self.dockerfile.escape,
+            cmd_set=state.cmd_set, filename=self.dockerfile.filename,
+        )
+        state.cmd_set = state.cmd_set or instruction.keyword == "CMD"
+        inputs = {"instruction": instruction.original, "result": config.to_oci(),
+                  "cmd_set": state.cmd_set}
+        self.commit_step(state, instruction, inputs, lambda: Outcome(None, config))
+
+    def _workdir(self, state: StageState, instruction: Instruction) -> None:
+        """WORKDIR sets the config and creates the directory (a layer only when it is missing)."""
+        config = metadata.apply(
+            state.config, instruction, state.variables(), escape=self.dockerfile.escape,
+            filename=self.dockerfile.filename,
+        )
+        path = config.working_dir
+
+        def make() -> Outcome:
+            fs = self.fs(state.image)
+            node = fs.node(path)
+            if node is not None and node.is_dir:
+                return Outcome(None, config)
+            root = self.staging_dir()
+            Staging(root, fs, user_ids(fs, config.user), None).ensure_dir(path)
+            return Outcome(self.tar(root), config)
+
+        self.commit_step(state, instruction, {"path": path, "result": config.to_oci()}, make)
+
+    def _run(self, state: StageState, instruction: Instruction) -> None:
+        if state.image is None:
+            raise BuildError(f"{self.where(instruction)}: cannot run a command in an empty "
+                             "FROM scratch stage: there is no filesystem yet")
+        form = instruction.exec_form
+        argv = form if form is not None else metadata.shell_form(state.config, instruction.args)
+        if not argv:
+            raise DockerfileError(f"{self.where(instruction)}: requires a command")
+        env = run_env(state.config, state.args)
+        inputs = {"argv": list(argv), "env": list(env)}
+        self.commit_step(state, instruction, inputs, lambda: self._execute(state, instruction, argv, env))
+
+    def _execute(
+        self, state: StageState, instruction: Instruction, argv: tuple[str, ...], env: tuple[str, ...]
+    ) -> Outcome:
+        assert state.image is not None
+        config = state.config
+        spec = ContainerSpec(
+            name=f"build-{self.id[:12]}", lowerdirs=tuple(str(p) for p in self.images.lowerdirs(state.image)),
+            argv=argv, env=env, image=state.image.id, workdir=config.working_dir or "/",
+            user=config.user or "root", hostname="buildkit",
+            network="host",  # TODO(issue 4): bridge + NAT once the bridge has egress
+            labels={"paas.role": "build", BUILD_LABEL: self.id},
+        )
+        self.containers_used = True
+        try:
+            result = self.runtime.run(spec, on_output=self.log)
+        except ContainerError as error:
+            raise BuildError(f"{self.where(instruction)}: {error}") from None
         try:
             if result.exit_code != 0:
                 raise BuildError(
-                    f"{step.where(self.filename)}: '{step.args}' returned a non-zero code: "
+                    f"{self.where(instruction)}: '{instruction.args}' returned a non-zero code: "
                     f"{result.exit_code}"
                 )
-            layer = self.scratch / "run.tar"
-            tar_overlay_upper(Path(result.upper_dir), layer)
-            self._commit(step, config, layer)
+            layer = self.scratch / f"run-{self.step_number}.tar"
+            tar_overlay_upper(result.upper_dir, layer)
         finally:
-            self.runtime.remove(result.container_id)
+            self.runtime.remove(result.container_id, timeout=0)
+        return Outcome(layer, config)
 
-    def _copy(self, step: Instruction) -> None:
-        words = list(step.exec_form) if step.exec_form else shlex.split(step.args)
-        if any(w.startswith("--") for w in words):
-            raise DockerfileError(f"{step.where(self.filename)}: COPY flags are not supported yet")
-        if len(words) < 2:
-            raise DockerfileError(f"{step.where(self.filename)} needs a source and a destination")
-        env = self._variables()
-        sources = [substitute(w, env) for w in words[:-1]]
-        dest = self._absolute(substitute(words[-1], env))
-        staging = Path(tempfile.mkdtemp(dir=self.scratch))
-        target = staging / dest.relative_to("/")
-        paths = [p for s in sources for p in self._sources(step, s)]
-        as_dir = words[-1].endswith("/") or len(paths) > 1 or any(p.is_dir() for p in paths)
-        for path in paths:
-            _copy_into(path, target / path.name if as_dir and not path.is_dir() else target)
-        layer = self.scratch / "copy.tar"
-        tar_directory(staging, layer)
-        self._commit(step, self.config, layer)
+    # -- helpers used by the steps -----------------------------------------------------------
 
-    def _sources(self, step: Instruction, source: str) -> list[Path]:
-        pattern = str(_inside(self.context, source, step.where(self.filename)))
-        matches = sorted(Path(p) for p in glob.glob(pattern))
-        if not matches:
-            raise BuildError(f"{step.where(self.filename)}: {source!r} not found in the build context")
-        return [_inside(self.context, str(m.relative_to(self.context)), step.where(self.filename))
-                for m in matches]
+    def fs(self, image: Image | None) -> ImageFS:
+        return ImageFS(self.images.lowerdirs(image) if image is not None else [])
 
-    def _absolute(self, path: str) -> PurePosixPath:
-        workdir = PurePosixPath(self.config.working_dir or "/")
-        return PurePosixPath(os.path.normpath(workdir / path))
+    def staging_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.scratch, prefix="stage-"))
 
-    def _set_env(self, step: Instruction) -> None:
-        env = self._variables()
-        for key, value in _pairs(step, self.filename):
-            env[key] = substitute(value, env)
-        items = tuple(f"{k}={v}" for k, v in env.items())
-        self._commit(step, dataclasses.replace(self.config, env=items))
+    def tar(self, root: Path) -> Path:
+        """The staging tree as a layer tar; the tree is removed."""
+        layer = root.with_suffix(".tar")
+        tar_directory(root, layer)
+        shutil.rmtree(root)
+        return layer
 
-    def _workdir(self, step: Instruction) -> None:
-        path = self._absolute(substitute(step.args, self._variables()))
-        staging = Path(tempfile.mkdtemp(dir=self.scratch))
-        (staging / path.relative_to("/")).mkdir(parents=True, exist_ok=True)
-        layer = self.scratch / "workdir.tar"
-        tar_directory(staging, layer)
-        self._commit(step, dataclasses.replace(self.config, working_dir=str(path)), layer)
-
-    def _cmd(self, step: Instruction) -> None:
-        cmd = step.exec_form if step.exec_form is not None else ("/bin/sh", "-c", step.args)
-        self._commit(step, dataclasses.replace(self.config, cmd=cmd))
-
-    def _entrypoint(self, step: Instruction) -> None:
-        entry = step.exec_form if step.exec_form is not None else ("/bin/sh", "-c", step.args)
-        # Docker's rule: setting ENTRYPOINT clears a CMD inherited from the base image.
-        self._commit(step, dataclasses.replace(self.config, entrypoint=entry, cmd=None))
-
-    def _user(self, step: Instruction) -> None:
-        self._commit(step, dataclasses.replace(self.config, user=substitute(step.args, self._variables())))
-
-    def _expose(self, step: Instruction) -> None:
-        ports = [substitute(w, self._variables()) for w in step.args.split()]
-        ports = [p if "/" in p else f"{p}/tcp" for p in ports]
-        merged = tuple(sorted(set(self.config.exposed_ports) | set(ports)))
-        self._commit(step, dataclasses.replace(self.config, exposed_ports=merged))
-
-    def _label(self, step: Instruction) -> None:
-        labels = dict(self.config.labels)
-        labels.update(_pairs(step, self.filename))
-        self._commit(step, dataclasses.replace(self.config, labels=labels))
+    def remove_containers(self) -> None:
+        """Build containers left behind by a failure or an interrupt."""
+        if self.containers_used:
+            for container in self.runtime.list({BUILD_LABEL: self.id}):
+                self.runtime.remove(container.id, timeout=0)
 
 
-def _pairs(step: Instruction, filename: str) -> list[tuple[str, str]]:
-    """`K=V K2="v 2"` or the legacy `K value with spaces`."""
-    words = shlex.split(step.args)
-    if words and "=" not in words[0]:
-        key, _, rest = step.args.partition(" ")
-        return [(key, rest.strip())]
-    pairs = []
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise DockerfileError(f"{step.where(filename)}: expected KEY=VALUE, got {word!r}")
-        pairs.append((key, value))
-    return pairs
+def run_env(config: ImageConfig, args: Mapping[str, str]) -> tuple[str, ...]:
+    """RUN's environment: the config's ENV, then the ARGs in scope that ENV does not override."""
+    env = config.env_dict()
+    extra = tuple(f"{k}={v}" for k, v in sorted(args.items()) if k not in env)
+    path = () if "PATH" in env or "PATH" in args else (DEFAULT_PATH,)
+    return (*config.env, *extra, *path)
 
 
-def _inside(context: Path, relative: str, where: str) -> Path:
-    """`relative` resolved inside the build context, refusing escapes (.., absolute, symlinks)."""
-    root = context.resolve()
-    candidate = (root / relative.lstrip("/")).resolve()
-    if candidate != root and root not in candidate.parents:
-        raise BuildError(f"{where}: {relative!r} is outside the build context")
-    return candidate
-
-
-def _copy_into(source: Path, target: Path) -> None:
-    if source.is_dir():
-        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, target, follow_symlinks=False)
+def read_dockerfile(context: Path, dockerfile: str) -> Dockerfile:
+    """Parse the Dockerfile: a path relative to the context (never out of it) or absolute."""
+    path = Path(dockerfile)
+    if not path.is_absolute():
+        root = context.resolve()
+        path = (root / dockerfile).resolve()
+        if path != root and root not in path.parents:
+            raise BuildError(f"the Dockerfile {dockerfile!r} is outside the build context")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise BuildError(f"cannot find {dockerfile} in {context}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DockerfileError(f"cannot read {dockerfile}: {error}") from None
+    return parse(text, Path(dockerfile).name if path.is_absolute() else dockerfile)
 
 
 def build_dockerfile(
-    images: ImageStore, runtime: Runtime, context: Path, log: Log, dockerfile: str = "Dockerfile"
+    images: ImageStore, runtime: Runtime, context: Path, log: Log, dockerfile: str = "Dockerfile",
+    *, build_args: Mapping[str, str] | None = None, target: str | None = None,
+    no_cache: bool = False, pull: Pull | None = None, tag: str | None = None,
 ) -> Image:
-    return DockerfileBuild(images, runtime, context, log, dockerfile).run()
+    """Build the Dockerfile in `context` and return the (target stage's) image, tagged if asked."""
+    parsed = read_dockerfile(context, dockerfile)
+    build_context = BuildContext.open(context, dockerfile)
+    scratch = Path(tempfile.mkdtemp(dir=images.scratch, prefix="build-"))
+    build = Build(images, runtime, build_context, parsed, log,
+                  Options(dict(build_args or {}), no_cache, pull), scratch)
+    try:
+        image = build.run(target)
+    finally:
+        try:
+            build.remove_containers()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    log(f"Successfully built {image.short_id}")
+    if tag:
+        log(f"Successfully tagged {images.tag(image, tag)}")
+    return image

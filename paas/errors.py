@@ -89,3 +89,11 @@ class JobError(PaasError):
 
 class BlobNotFoundError(ImageInvalidError):
     """A content-store blob that an image refers to is missing."""
+
+
+class RegistryError(PaasError):
+    """A registry could not be reached, refused our credentials, or answered with an error."""
+
+
+class ImageInUseError(PaasError):
+    """An image cannot be removed: a container or one of an app's kept releases uses it."""

@@ -20,11 +20,14 @@ from testkit import (
     free_port,
     make_keypair,
     paas_argv,
+    random_subnet,
     stop_process,
     wait_until,
 )
 
 from paas.config import Settings
+from paas.engine.baseimages import build_busybox
+from paas.engine.engine import Engine
 from paas.store import Store
 
 
@@ -117,3 +120,18 @@ def start_worker(settings: Settings) -> Iterator[WorkerStarter]:
     yield start
     for proc in procs:
         stop_process(proc, timeout=15)
+
+
+@pytest.fixture
+def cli_engine(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The engine that `paas engine ...` opens: PAAS_HOME and a private PAAS_SUBNET are set in
+    this process's environment, as a user's shell would; busybox is in its image store."""
+    monkeypatch.setenv("PAAS_HOME", str(settings.home))
+    monkeypatch.setenv("PAAS_SUBNET", random_subnet())
+    env = Settings.from_env()
+    engine = Engine.open(env.engine_root, env.bridge_name, env.subnet)
+    try:
+        build_busybox(engine.images, lambda line: None)
+        yield engine
+    finally:
+        engine.runtime.cleanup_all(timeout=1)

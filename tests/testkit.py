@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from paas.config import Settings
+from paas.engine.baseimages import build_busybox
+from paas.engine.engine import Engine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 20.0
@@ -130,3 +134,21 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     git(path, "add", "-A")
     git(path, "commit", "-q", "--allow-empty", "-m", "initial")
     return path
+
+
+def random_subnet() -> str:
+    """A /24 that no other test run on this host is likely to hold at the same time."""
+    return f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
+
+
+@contextlib.contextmanager
+def scratch_engine(root: Path, *, with_busybox: bool = True) -> Iterator[Engine]:
+    """An engine on a private root with its own bridge and subnet; every container it made
+    is removed after, and with them its cgroups, veths and bridge."""
+    engine = Engine.open(root, f"pte{random.randint(0, 10**8):08d}", random_subnet())
+    try:
+        if with_busybox and not engine.images.has("busybox"):
+            build_busybox(engine.images, lambda line: None)
+        yield engine
+    finally:
+        engine.runtime.cleanup_all(timeout=1)

@@ -6,8 +6,8 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from paas.cli import apps, git_hook, keys, platform, ssh_server, worker
+    from paas.cli import apps, engine, git_hook, keys, platform, ssh_server, worker
 
-    for module in (apps, git_hook, keys, platform, ssh_server, worker):
+    for module in (apps, engine, git_hook, keys, platform, ssh_server, worker):
         for command in module.COMMANDS:
             group.add_command(command)

@@ -5,26 +5,28 @@ blob listing the layer blobs, all in the content store; each layer is also
 unpacked as a snapshot keyed by its ChainID. ``images.json`` maps image ids to
 manifest digests, refs (``name:tag``) to image ids, and build cache keys to the
 image each build step produced; it is rewritten atomically under an fcntl lock.
+``ImageConfig`` and ``History`` are defined in imageconfig.py and importable from here.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
 import platform
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from paas.engine.content import ContentStore, check_digest
+from paas.engine.content import ContentStore, check_digest, digest_bytes
+from paas.engine.imageconfig import History, ImageConfig
 from paas.engine.layers import LAYER_MEDIA_TYPE
 from paas.engine.snapshots import Snapshots, chain_ids
 from paas.errors import BlobNotFoundError, ImageInvalidError, ImageNotFoundError, NameInvalidError
@@ -57,121 +59,6 @@ def _now() -> str:
 
 def _canonical(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class ImageConfig:
-    """What a container made from the image runs, and how (the OCI ``config`` object)."""
-
-    env: tuple[str, ...] = ()
-    cmd: tuple[str, ...] | None = None
-    entrypoint: tuple[str, ...] | None = None
-    working_dir: str = ""
-    user: str = ""
-    exposed_ports: tuple[str, ...] = ()
-    volumes: tuple[str, ...] = ()
-    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    stop_signal: str = ""
-    # Docker's extensions of the OCI config, which OCI tools carry through unchanged.
-    healthcheck: Mapping[str, Any] | None = None  # {"Test": [...], "Interval": ns, ...}
-    shell: tuple[str, ...] | None = None
-    on_build: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # A private sorted copy: the caller's dict may change later; JSON order stays stable.
-        object.__setattr__(self, "labels", dict(sorted(dict(self.labels).items())))
-
-    def replace(self, **changes: Any) -> ImageConfig:
-        return dataclasses.replace(self, **changes)
-
-    def env_dict(self) -> dict[str, str]:
-        return dict(item.partition("=")[::2] for item in self.env)
-
-    def with_env(self, key: str, value: str) -> ImageConfig:
-        """A copy with ``key`` set, keeping the position of an existing entry."""
-        entry = f"{key}={value}"
-        if key not in self.env_dict():
-            return self.replace(env=(*self.env, entry))
-        return self.replace(env=tuple(entry if e.partition("=")[0] == key else e for e in self.env))
-
-    def to_oci(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "Env": list(self.env) or None,
-            "Cmd": None if self.cmd is None else list(self.cmd),
-            "Entrypoint": None if self.entrypoint is None else list(self.entrypoint),
-            "WorkingDir": self.working_dir or None,
-            "User": self.user or None,
-            "ExposedPorts": {p: {} for p in self.exposed_ports} or None,
-            "Volumes": {v: {} for v in self.volumes} or None,
-            "Labels": dict(self.labels) or None,
-            "StopSignal": self.stop_signal or None,
-            "Healthcheck": None if self.healthcheck is None else dict(self.healthcheck),
-            "Shell": None if self.shell is None else list(self.shell),
-            "OnBuild": list(self.on_build) or None,
-        }
-        return {k: v for k, v in fields.items() if v is not None}
-
-    @classmethod
-    def from_oci(cls, doc: Mapping[str, Any] | None) -> ImageConfig:
-        """Read an OCI ``config`` object; ImageInvalidError when a field has the wrong type."""
-        doc = doc or {}
-        if not isinstance(doc, Mapping):
-            raise ImageInvalidError("image config: 'config' is not an object")
-        healthcheck = doc.get("Healthcheck")
-        if healthcheck is not None and not isinstance(healthcheck, Mapping):
-            raise ImageInvalidError("image config: Healthcheck is not an object")
-        return cls(
-            env=_strings(doc, "Env") or (),
-            cmd=_strings(doc, "Cmd"),
-            entrypoint=_strings(doc, "Entrypoint"),
-            working_dir=_string(doc, "WorkingDir"),
-            user=_string(doc, "User"),
-            exposed_ports=tuple(sorted(_object(doc, "ExposedPorts"))),
-            volumes=tuple(sorted(_object(doc, "Volumes"))),
-            labels={k: str(v) for k, v in _object(doc, "Labels").items()},
-            stop_signal=_string(doc, "StopSignal"),
-            healthcheck=healthcheck,
-            shell=_strings(doc, "Shell"),
-            on_build=_strings(doc, "OnBuild") or (),
-        )
-
-
-def _strings(doc: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
-    value = doc.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ImageInvalidError(f"image config: {key} is not a list of strings")
-    return tuple(value)
-
-
-def _string(doc: Mapping[str, Any], key: str) -> str:
-    value = doc.get(key) or ""
-    if not isinstance(value, str):
-        raise ImageInvalidError(f"image config: {key} is not a string")
-    return value
-
-
-def _object(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = doc.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ImageInvalidError(f"image config: {key} is not an object")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """One step that made the image (an OCI history entry)."""
-
-    created: str
-    created_by: str
-    empty_layer: bool = False
-
-    def to_oci(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"created": self.created, "created_by": self.created_by}
-        if self.empty_layer:
-            doc["empty_layer"] = True
-        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +99,10 @@ def _parse_image(image_id: str, manifest_digest: str, manifest: Any, doc: Any) -
         diff_ids = tuple(doc["rootfs"]["diff_ids"])
         layers = tuple(layer["digest"] for layer in manifest["layers"])
         history = tuple(
-            History(h.get("created", ""), h.get("created_by", ""), bool(h.get("empty_layer")))
+            History(
+                str(h.get("created", "")), str(h.get("created_by", "")),
+                bool(h.get("empty_layer")), str(h.get("comment", "")),
+            )
             for h in doc.get("history") or ()
         )
         for digest in (*diff_ids, *layers):
@@ -259,6 +149,7 @@ class ImageStore:
         history_entry: str,
         *,
         created: str | None = None,
+        comment: str = "",
     ) -> Image:
         """A new image: parent's layers, plus the layer tar if given, with this config."""
         created = created or _now()
@@ -268,7 +159,7 @@ class ImageStore:
             digest = self.content.ingest_file(layer_tar_path)
             # Layers are stored uncompressed, so the blob digest is also the DiffID.
             diff_ids, layers = (*diff_ids, digest), (*layers, digest)
-        step = History(created, history_entry, empty_layer=layer_tar_path is None)
+        step = History(created, history_entry, layer_tar_path is None, comment)
         history = (*(parent.history if parent else ()), step)
         config_bytes = _canonical(_config_doc(config, diff_ids, history, created))
         return self.add_image(config_bytes, layers)
@@ -288,19 +179,34 @@ class ImageStore:
             raise ImageInvalidError("image config has no rootfs object")
         if list(doc["rootfs"].get("diff_ids") or []) != list(layers):
             raise ImageInvalidError("image config's rootfs.diff_ids do not match its layers")
-        config_digest = self.content.ingest_bytes(config_bytes)
+        config_digest = digest_bytes(config_bytes)
         manifest = {
             "schemaVersion": 2,
             "mediaType": MANIFEST_MEDIA_TYPE,
-            "config": self._descriptor(CONFIG_MEDIA_TYPE, config_digest),
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": len(config_bytes)},
             "layers": [self._descriptor(LAYER_MEDIA_TYPE, d) for d in layers],
         }
-        manifest_digest = self.content.ingest_bytes(_canonical(manifest))
-        image = _parse_image(config_digest, manifest_digest, manifest, doc)
+        manifest_bytes = _canonical(manifest)
+        image = _parse_image(config_digest, digest_bytes(manifest_bytes), manifest, doc)
+        # Unpacked before the config and manifest are stored: a layer that fails leaves neither.
         self._ensure_snapshots(image)
+        self.content.ingest_bytes(config_bytes, config_digest)
+        self.content.ingest_bytes(manifest_bytes, image.manifest_digest)
         with self._index() as index:
-            index["images"][image.id] = manifest_digest
+            # Checked under the lock: a concurrent prune deletes blobs only while holding it.
+            self._check_blobs(image)
+            if image.id not in index["images"]:
+                # Not yet tagged nor cached: prune spares it for a while (see paas.engine.gc).
+                index["pending"][image.id] = time.time()
+            index["images"][image.id] = image.manifest_digest
         return image
+
+    def _check_blobs(self, image: Image) -> None:
+        for digest in (image.id, image.manifest_digest, *image.layers):
+            if not self.content.has(digest):
+                raise BlobNotFoundError(
+                    f"image {image.id}: blob {digest} was removed meanwhile (a concurrent prune?)"
+                )
 
     def _descriptor(self, media_type: str, digest: str) -> dict[str, Any]:
         return {"mediaType": media_type, "digest": digest, "size": self.content.size(digest)}
@@ -312,6 +218,7 @@ class ImageStore:
             if image.id not in index["images"]:
                 raise ImageNotFoundError(f"image {image.id} is not in this store")
             index["tags"][ref] = image.id
+            index["pending"].pop(image.id, None)
         return ref
 
     def cache_put(self, key: str, image: Image) -> None:
@@ -320,6 +227,7 @@ class ImageStore:
             if image.id not in index["images"]:
                 raise ImageNotFoundError(f"image {image.id} is not in this store")
             index["cache"][key] = image.id
+            index["pending"].pop(image.id, None)
 
     def cache_get(self, key: str) -> Image | None:
         """The image a build step with this key produced before, if it is still stored."""
@@ -401,13 +309,23 @@ class ImageStore:
         except ValueError as e:
             raise ImageInvalidError(f"blob {digest} is not JSON: {e}") from None
 
+    def size(self, image: Image) -> int:
+        """The bytes of the image's layers (uncompressed tars), like Docker's SIZE column."""
+        return sum(self.content.size(d) for d in image.layers)
+
+    @contextlib.contextmanager
+    def records(self) -> Iterator[Records]:
+        """The index, locked, for a decision and removals that no concurrent writer interleaves."""
+        with self._index() as index:
+            yield Records(self, index)
+
     # --- the index file ---
 
     def _read_index(self) -> dict[str, Any]:
         try:
             raw = self._index_path.read_bytes()
         except FileNotFoundError:
-            return {"images": {}, "tags": {}, "cache": {}}
+            return {"images": {}, "tags": {}, "cache": {}, "pending": {}}
         try:
             index = json.loads(raw)
         except ValueError as e:
@@ -415,6 +333,7 @@ class ImageStore:
         index.setdefault("images", {})
         index.setdefault("tags", {})
         index.setdefault("cache", {})
+        index.setdefault("pending", {})
         return dict(index)
 
     @contextlib.contextmanager
@@ -441,3 +360,60 @@ class ImageStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+class Records:
+    """The image index while its lock is held (from ``ImageStore.records``)."""
+
+    def __init__(self, store: ImageStore, index: dict[str, Any]) -> None:
+        self._store = store
+        self._index = index
+
+    def images(self) -> builtins.list[Image]:
+        return [self._store._load(i, m) for i, m in self._index["images"].items()]
+
+    def tags(self) -> dict[str, str]:
+        """Every ref, mapped to its image id."""
+        return dict(self._index["tags"])
+
+    def cached(self) -> set[str]:
+        """The ids of images that are build cache entries."""
+        return set(self._index["cache"].values())
+
+    def pending(self) -> dict[str, float]:
+        """Images neither tagged nor cached yet, with the time they were added."""
+        return dict(self._index["pending"])
+
+    def resolve(self, ref_or_id: str) -> Image:
+        """An image by ref, full id or unique id prefix, as ``ImageStore.get`` finds it."""
+        image_id = self._store._resolve(self._index, ref_or_id)
+        if image_id is None:
+            raise ImageNotFoundError(f"no image {ref_or_id!r}")
+        return self._store._load(image_id, self._index["images"][image_id])
+
+    def untag(self, ref: str) -> str:
+        ref = normalize_ref(ref)
+        if self._index["tags"].pop(ref, None) is None:
+            raise ImageNotFoundError(f"no image tagged {ref}")
+        return ref
+
+    def drop_cache(self, image_id: str) -> None:
+        """Forget every build cache entry that points at the image."""
+        cache = self._index["cache"]
+        for key in [k for k, v in cache.items() if v == image_id]:
+            del cache[key]
+
+    def remove(self, image_id: str) -> builtins.list[str]:
+        """Delete the image's record, its tags and cache entries; return the refs it had.
+
+        Its blobs and snapshots stay: freeing them is the garbage collector's job.
+        """
+        if self._index["images"].pop(image_id, None) is None:
+            raise ImageNotFoundError(f"image {image_id} is not in this store")
+        refs = sorted(r for r, i in self._index["tags"].items() if i == image_id)
+        for ref in refs:
+            del self._index["tags"][ref]
+        self.drop_cache(image_id)
+        self._index["pending"].pop(image_id, None)
+        self._store._cache.pop(image_id, None)
+        return refs

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from paas.engine.images import (
     normalize_ref,
 )
 from paas.engine.snapshots import chain_ids
-from paas.errors import ImageNotFoundError, NameInvalidError
+from paas.errors import ImageInvalidError, ImageNotFoundError, NameInvalidError
 
 CONFIG = ImageConfig(env=("PATH=/bin", "A=1"), cmd=("sh",), working_dir="/app", user="nobody",
                      exposed_ports=("5000/tcp",), labels={"k": "v"}, stop_signal="SIGTERM")
@@ -180,3 +182,56 @@ def test_concurrent_tagging_loses_nothing(store: ImageStore,
     with multiprocessing.get_context("fork").Pool(4) as pool:
         pool.starmap(_tag_in_child, [(str(store.root), two.id, n) for n in range(24)])
     assert len(store.tags()) == 24
+
+
+def test_history_comment_and_size(store: ImageStore, tmp_path: Path,
+                                  two_layers: tuple[Image, Image]) -> None:
+    _, two = two_layers
+    three = store.commit(two, None, two.config, "LABEL x=1", comment="a note")
+    assert store.get(three.id).history[-1].comment == "a note"
+    assert json.loads(store.content.read_bytes(three.id))["history"][-1]["comment"] == "a note"
+    assert store.size(three) == sum(store.content.size(d) for d in two.layers)
+
+
+def test_untagged_new_images_are_pending_until_tagged_or_cached(
+    store: ImageStore, two_layers: tuple[Image, Image]
+) -> None:
+    one, two = two_layers
+    with store.records() as records:
+        assert set(records.pending()) == {one.id, two.id}
+    store.tag(one, "one")
+    store.cache_put("key", two)
+    with store.records() as records:
+        assert records.pending() == {}
+    store.add_image(store.content.read_bytes(two.id), two.layers)  # again: not pending again
+    with store.records() as records:
+        assert records.pending() == {}
+
+
+def test_records_remove_drops_tags_and_cache_but_keeps_blobs(
+    store: ImageStore, two_layers: tuple[Image, Image]
+) -> None:
+    _, two = two_layers
+    store.tag(two, "a:1")
+    store.tag(two, "b:1")
+    store.cache_put("key", two)
+    with store.records() as records:
+        assert records.resolve("a:1") == two
+        assert records.cached() == {two.id}
+        assert records.remove(two.id) == ["a:1", "b:1"]
+        with pytest.raises(ImageNotFoundError):
+            records.remove(two.id)
+    assert not store.has(two.id) and store.tags() == {} and store.cache_get("key") is None
+    assert all(store.content.has(d) for d in (two.id, two.manifest_digest, *two.layers))
+
+
+def test_a_layer_that_fails_to_unpack_stores_no_config(store: ImageStore, tmp_path: Path) -> None:
+    with tarfile.open(tmp_path / "evil.tar", "w") as tar:
+        info = tarfile.TarInfo("../escape")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    digest = store.content.ingest_file(tmp_path / "evil.tar")
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [digest]}}).encode()
+    with pytest.raises(ImageInvalidError):
+        store.add_image(config, (digest,))
+    assert store.content.digests() == [digest] and store.list() == []

@@ -1,11 +1,18 @@
-"""The Dockerfile builder: a `Dockerfile` at the root of the source is built by the engine."""
+"""The Dockerfile builder: a `Dockerfile` at the root of the source is built by the engine.
+
+A FROM image the engine lacks is pulled from the configured registry (PAAS_REGISTRY), if any;
+otherwise the build fails with the engine's "image not found".
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from paas.builders.base import BuildJob, BuildResult, Log, read_procfile
-from paas.engine.dockerfile.builder import build_dockerfile
+from paas.config import Settings
+from paas.engine.dockerfile.builder import Pull, build_dockerfile
+from paas.engine.images import Image, ImageStore
+from paas.engine.registry import RegistryClient, parse_reference
 
 
 class DockerfileBuilder:
@@ -17,9 +24,27 @@ class DockerfileBuilder:
     def build(self, job: BuildJob) -> BuildResult:
         job.log("-----> Building with Dockerfile")
         engine = job.engine
-        image = build_dockerfile(engine.images, engine.runtime, job.source, _indent(job.log))
+        log = _indent(job.log)
+        image = build_dockerfile(
+            engine.images, engine.runtime, job.source, log,
+            pull=registry_puller(engine.images, job.settings, log),
+        )
         processes = read_procfile(job.source) or {"web": ""}
         return BuildResult(image=image, processes=processes)
+
+
+def registry_puller(images: ImageStore, settings: Settings, log: Log) -> Pull | None:
+    """Pull from the platform's registry, when one is configured."""
+    if not settings.registry:
+        return None
+
+    def pull(ref: str) -> Image:
+        remote = parse_reference(ref, settings.registry)
+        with RegistryClient(insecure=settings.registry_insecure,
+                            default_registry=settings.registry) as client:
+            return client.pull(images, remote, log)
+
+    return pull
 
 
 def _indent(log: Log) -> Log:

@@ -12,7 +12,6 @@ from paas.builders.base import BuildJob, BuildResult, Log, read_procfile
 from paas.config import Settings
 from paas.engine.dockerfile.builder import Pull, build_dockerfile
 from paas.engine.images import Image, ImageStore
-from paas.engine.registry import RegistryClient, parse_reference
 
 
 class DockerfileBuilder:
@@ -39,6 +38,9 @@ def registry_puller(images: ImageStore, settings: Settings, log: Log) -> Pull | 
         return None
 
     def pull(ref: str) -> Image:
+        # Imported on use: the registry client's HTTP stack costs start-up time of every build.
+        from paas.engine.registry import RegistryClient, parse_reference
+
         remote = parse_reference(ref, settings.registry)
         with RegistryClient(insecure=settings.registry_insecure,
                             default_registry=settings.registry) as client:

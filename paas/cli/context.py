@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import click
 
 from paas.config import Settings
-from paas.store import Store
+
+if TYPE_CHECKING:
+    from paas.store import Store
 
 
 @dataclass
@@ -17,6 +20,9 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
+        # Imported on first use: commands that never touch the state db start faster.
+        from paas.store import Store
+
         return Store(self.settings.db_path)
 
 

@@ -20,13 +20,16 @@ import click
 
 from paas.cli.context import Context, pass_ctx
 from paas.cli.engine_format import history_rows, human_size, image_rows, inspect_doc, table
-from paas.engine import archive, gc
 from paas.engine.engine import Engine
 from paas.engine.images import ImageStore
 from paas.errors import PaasError, UsageError
 
 if TYPE_CHECKING:
+    from paas.engine import gc
     from paas.engine.registry import RegistryClient
+
+# gc, archive and the registry client load inside the verbs that use them: a `paas engine`
+# command is a short-lived process, and `build` should not pay for what `save` needs.
 
 
 def open_engine(ctx: Context) -> Engine:
@@ -47,6 +50,8 @@ def kept_images(ctx: Context) -> set[str]:
 
 
 def container_usage(engine: Engine) -> gc.Usage:
+    from paas.engine import gc
+
     return gc.container_usage(engine.images, engine.runtime.list())
 
 
@@ -98,6 +103,8 @@ def tag(ctx: Context, source: str, target: str) -> None:
 @pass_ctx
 def rmi(ctx: Context, names: tuple[str, ...], force: bool) -> None:
     """Untag images, and remove those left without a tag and unused."""
+    from paas.engine import gc
+
     eng = open_engine(ctx)
     usage = container_usage(eng)
     keep = kept_images(ctx)
@@ -145,6 +152,8 @@ def prune(ctx: Context, prune_all: bool, dry_run: bool, force: bool) -> None:
 
     Images a container uses, or that one of an app's kept releases needs, always stay.
     """
+    from paas.engine import gc
+
     if not (force or dry_run):
         what = "all images without a container" if prune_all else "all dangling images"
         click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?",
@@ -192,6 +201,8 @@ def commit(ctx: Context, container: str, ref: str | None, changes: tuple[str, ..
 @pass_ctx
 def save(ctx: Context, names: tuple[str, ...], output: Path) -> None:
     """Save images to a tar archive (OCI layout plus Docker's manifest.json)."""
+    from paas.engine import archive
+
     archive.save(open_engine(ctx).images, names, output)
 
 
@@ -202,6 +213,8 @@ def save(ctx: Context, names: tuple[str, ...], output: Path) -> None:
 @pass_ctx
 def load(ctx: Context, source: Path | None, quiet: bool) -> None:
     """Load images from a tar archive (docker-archive or oci-archive, as written by save)."""
+    from paas.engine import archive
+
     store = open_engine(ctx).images
     loaded = _load_stdin(store) if source is None else archive.load(store, source)
     if not quiet:
@@ -210,6 +223,8 @@ def load(ctx: Context, source: Path | None, quiet: bool) -> None:
 
 
 def _load_stdin(store: ImageStore) -> list[str]:
+    from paas.engine import archive
+
     # A tar is read by member name, out of order: stdin is spooled to a file first.
     with tempfile.NamedTemporaryFile(dir=store.scratch, prefix="load-", suffix=".tar") as spool:
         shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)

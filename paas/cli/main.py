@@ -7,12 +7,13 @@ import sys
 import click
 
 from paas import __version__
+from paas.cli.commands import LazyGroup
 from paas.cli.context import Context
 from paas.config import Settings, SettingsError
 from paas.errors import PaasError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(click_ctx: click.Context) -> None:
     """paas: git push to deploy, on your own host."""
@@ -26,16 +27,8 @@ def version() -> None:
     click.echo(f"paas {__version__}")
 
 
-def _register() -> None:
-    # Imported here so that importing paas.cli.main stays cheap and free of side effects.
-    from paas.cli import commands
-
-    commands.register(cli)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; PaasError becomes a message on stderr and its exit code."""
-    _register()
     try:
         result = cli.main(args=argv, prog_name="paas", standalone_mode=False)
     except click.exceptions.NoSuchOption as exc:

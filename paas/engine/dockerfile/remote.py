@@ -7,13 +7,9 @@ fetched content, so every build fetches again.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import http.client
 import posixpath
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +40,12 @@ def url_basename(url: str) -> str:
 
 def fetch(url: str, out: Path, timeout: float = FETCH_TIMEOUT) -> Fetched:
     """Download `url` into `out`; BuildError "ADD <url>: cannot fetch: <reason>" on any failure."""
+    # Imported here: urllib.request brings http.client, email and ssl (~30 ms at start-up),
+    # which only an ADD of a URL needs, not every build.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(out, "wb") as f:
@@ -64,6 +66,8 @@ def fetch(url: str, out: Path, timeout: float = FETCH_TIMEOUT) -> Fetched:
 def _mtime(header: str | None) -> int | None:
     if not header:
         return None
+    import email.utils
+
     try:
         return int(email.utils.parsedate_to_datetime(header).timestamp())
     except (TypeError, ValueError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import platform
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from paas.engine.content import check_digest
-from paas.engine.images import MANIFEST_MEDIA_TYPE, normalize_ref
+from paas.engine.images import MANIFEST_MEDIA_TYPE, local_architecture, normalize_ref
 from paas.engine.layers import check_inflation
 from paas.errors import ImageInvalidError, NameInvalidError
 
@@ -35,7 +34,7 @@ DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+js
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 MAX_JSON_BYTES = 8 << 20  # a manifest, index or config larger than this is not a real one
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+_ARCH = local_architecture()
 
 
 class Archive:

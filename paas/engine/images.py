@@ -42,6 +42,12 @@ _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _HEX_RE = re.compile(r"(?:sha256:)?([0-9a-f]+)")
 
 
+def local_architecture() -> str:
+    """This machine's architecture in OCI's words (amd64, arm64, ...)."""
+    machine = platform.machine()
+    return _ARCHITECTURES.get(machine, machine)
+
+
 def normalize_ref(ref: str) -> str:
     """``name[:tag]`` → ``name:tag`` (tag defaults to latest); NameInvalidError if malformed."""
     colon = ref.rfind(":")
@@ -86,7 +92,7 @@ def _config_doc(
 ) -> dict[str, Any]:
     return {
         "created": created,
-        "architecture": _ARCHITECTURES.get(platform.machine(), platform.machine()),
+        "architecture": local_architecture(),
         "os": "linux",
         "config": config.to_oci(),
         "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},

@@ -8,12 +8,11 @@ layers with its config's DiffIDs.
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from paas.engine.content import check_digest
-from paas.engine.images import _ARCHITECTURES
+from paas.engine.images import local_architecture
 from paas.errors import ImageInvalidError, ImageNotFoundError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -109,8 +108,7 @@ def _descriptor(raw: Any, ref: str, what: str) -> Descriptor:
 
 
 def local_platform() -> tuple[str, str]:
-    machine = platform.machine()
-    return "linux", _ARCHITECTURES.get(machine, machine)
+    return "linux", local_architecture()
 
 
 def choose_platform(index: Manifest, ref: str) -> str:

@@ -69,26 +69,40 @@ class Snapshots:
 
     def remove(self, chain_id: str) -> None:
         """Delete a snapshot; the caller makes sure no image or mount still needs it."""
+        trash = None
         with self._locked(chain_id):
             directory = self._dir(chain_id)
-            if not directory.exists():
-                return
-            # Renamed first so that a crash mid-delete never leaves a half-empty snapshot.
-            trash = Path(tempfile.mkdtemp(dir=self.root, prefix=".trash-"))
-            os.rename(directory, trash / "snapshot")
-        shutil.rmtree(trash)
+            if directory.exists():
+                # Renamed first so that a crash mid-delete never leaves a half-empty snapshot.
+                trash = Path(tempfile.mkdtemp(dir=self.root, prefix=".trash-"))
+                os.rename(directory, trash / "snapshot")
+            self._lock_path(chain_id).unlink(missing_ok=True)
+        if trash is not None:
+            shutil.rmtree(trash)
 
     def list(self) -> list[str]:
         """The ChainIDs of every complete snapshot."""
         found = (f"sha256:{d.name}" for d in self.root.iterdir() if (d / "fs").is_dir())
         return sorted(c for c in found if _is_digest(c))
 
+    def _lock_path(self, chain_id: str) -> Path:
+        return self.root / f"{check_digest(chain_id)}.lock"
+
     @contextlib.contextmanager
     def _locked(self, chain_id: str) -> Iterator[None]:
-        lock = self.root / f"{check_digest(chain_id)}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
+        """An exclusive lock per snapshot. ``remove`` deletes the lock file while holding it, so
+        a waiter that then gets the lock on the deleted file opens the new one and waits again."""
+        lock = self._lock_path(chain_id)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
             yield
         finally:
             os.close(fd)

@@ -199,7 +199,17 @@ def test_push_serve_update_reject_down(platform: Platform, tmp_path: Path) -> No
     assert "process" in running
 
 
+def _ensure_key(platform: Platform) -> None:
+    """The deploy key, registered once: the first test adds it as a user would; a test run
+    alone (-k) adds it here."""
+    listed = platform.paas("ssh-keys:list")
+    if "alice" not in listed.stdout:
+        added = platform.paas("ssh-keys:add", "alice", f"{platform.key}.pub")
+        assert added.returncode == 0, added.stderr
+
+
 def _new_repo(platform: Platform, tmp_path: Path, app: str, files: dict[str, str]) -> Path:
+    _ensure_key(platform)
     repo = tmp_path / app
     repo.mkdir()
     platform.git(repo, "init", "-q", "-b", "main")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from registryd import BasicAuth, RegistryServer, TokenServer, start_registry, start_token_server
-from testkit import paas_argv
+from testkit import paas_argv, random_subnet
 
 from paas.config import Settings
 from paas.engine import layers
@@ -492,6 +492,30 @@ def test_cli_push_and_pull(token_registry: tuple[RegistryServer, TokenServer], t
     assert f"error: {server.host}/cli/busybox:nope: not found" in missing.stderr
     unconfigured = _paas({**env, "PAAS_REGISTRY": ""}, "engine", "pull", "busybox")
     assert "no registry configured" in unconfigured.stderr
+
+
+def test_build_pulls_a_missing_base_from_the_configured_registry(
+    registry: RegistryServer, source: tuple[ImageStore, Image], tmp_path: Path
+) -> None:
+    store, image = source
+    repo = _unique("base/app")
+    _push(registry, store, "app:v1", repo)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {repo}:v1\nCOPY extra.txt /extra.txt\n")
+    (context / "extra.txt").write_text("extra\n")
+    env = {**os.environ, "PAAS_HOME": str(tmp_path / "home"), "PAAS_SUBNET": random_subnet(),
+           "PAAS_REGISTRY": registry.host, "PAAS_REGISTRY_INSECURE": "1"}
+    built = _paas(env, "engine", "build", "-t", "derived:1", str(context))
+    assert built.returncode == 0, built.stderr
+    local = ImageStore(Settings(home=tmp_path / "home").engine_root)
+    derived = local.get("derived:1")
+    assert derived.diff_ids[: len(image.diff_ids)] == image.diff_ids
+    assert local.get(f"{repo}:v1").id == image.id  # the base is kept under its short name too
+    unconfigured = _paas({**env, "PAAS_HOME": str(tmp_path / "bare"), "PAAS_REGISTRY": ""},
+                         "engine", "build", str(context))
+    assert unconfigured.returncode == 1
+    assert f"image not found: '{repo}:v1'" in unconfigured.stderr
 
 
 def _paas(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

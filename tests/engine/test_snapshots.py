@@ -6,6 +6,8 @@ import hashlib
 import io
 import multiprocessing
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,28 @@ def test_remove(tmp_path: Path) -> None:
     snaps.remove(chain)
     snaps.remove(chain)
     assert not snaps.exists(chain)
-    assert [p.name for p in (tmp_path / "snaps").iterdir() if not p.name.endswith(".lock")] == []
+    assert list((tmp_path / "snaps").iterdir()) == []  # no lock file left behind either
     with pytest.raises(ImageInvalidError):
         snaps.path("sha256:..")
+
+
+def test_a_waiter_on_a_removed_snapshot_lock_takes_the_new_one(tmp_path: Path) -> None:
+    snaps = Snapshots(tmp_path / "snaps")
+    layer = layer_tar(tmp_path / "l.tar", {"a": b"a"})
+    chain = digest_file(layer)
+    snaps.ensure(chain, layer)
+    done = threading.Event()
+
+    def remove_then_ensure() -> None:
+        snaps.remove(chain)  # waits for the lock held below, then deletes the lock file
+        done.set()
+
+    with snaps._locked(chain):
+        remover = threading.Thread(target=remove_then_ensure)
+        remover.start()
+        time.sleep(0.2)
+        assert not done.is_set()
+    remover.join(10)
+    assert done.is_set() and not snaps.exists(chain)
+    assert snaps.ensure(chain, layer).is_dir()
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == [chain[7:], f"{chain[7:]}.lock"]

@@ -82,7 +82,7 @@ class _Session:
             workdir=APP_DIR,
             user="root",
             hostname="builder",
-            network="host",
+            network="bridge",
             binds=(
                 Bind(str(self.job.source), APP_DIR, False),
                 Bind(str(pack), "/buildpack", True),

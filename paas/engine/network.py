@@ -1,6 +1,7 @@
 """Container networking on the host: the bridge, address management (IPAM) and veth pairs.
 
-The bridge takes the subnet's first host address and is every container's gateway.
+The bridge takes the subnet's first host address and is every container's gateway; traffic
+to elsewhere is masqueraded (nat.py).
 Leases live in `<root>/ipam.json`, changed under an fcntl lock and replaced atomically,
 so several platform processes can allocate at once. Netlink errors become NetworkError.
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paas.engine import nat
 from paas.errors import NetworkError
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 IPAM_FILE = "ipam.json"
 LOCK_FILE = "network.lock"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+EGRESS_MARKER = "egress.boot"
 IFNAME_MAX = 15
 
 
@@ -94,7 +98,19 @@ class Network:
                 errno.EEXIST, ipr.addr, "add", index=index, address=self.gateway, prefixlen=prefix
             )
             ipr.link("set", index=index, state="up")
+            self._ensure_egress()
         IP_FORWARD.write_text("1\n")
+
+    def _ensure_egress(self) -> None:
+        """The NAT rules, checked once per boot of the host: every container start comes here,
+        and each iptables check is a process of its own."""
+        marker = self.root / EGRESS_MARKER
+        boot = BOOT_ID.read_text().strip()
+        with contextlib.suppress(FileNotFoundError):
+            if marker.read_text() == boot:
+                return
+        nat.ensure_egress(self.bridge_name, str(self.subnet))
+        marker.write_text(boot)
 
     def leases(self) -> dict[str, str]:
         """address -> container id."""
@@ -175,11 +191,13 @@ class Network:
                 _tolerate(errno.ENODEV, ipr.link, "del", index=index)
 
     def teardown(self) -> None:
-        """Remove every veth of a lease, all leases, and the bridge."""
+        """Remove every veth of a lease, all leases, the egress rules, and the bridge."""
         with self._locked():
             for container_id in set(self.leases().values()):
                 self.detach(container_id)
             (self.root / IPAM_FILE).unlink(missing_ok=True)
+            nat.remove_egress(self.bridge_name, str(self.subnet))
+            (self.root / EGRESS_MARKER).unlink(missing_ok=True)
             with _netlink(f"cannot delete bridge {self.bridge_name}") as ipr:
                 for index in ipr.link_lookup(ifname=self.bridge_name):
                     ipr.link("del", index=index)

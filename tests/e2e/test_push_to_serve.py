@@ -90,6 +90,8 @@ def _leftovers(home: Path, bridge: str) -> list[str]:
     found += [line for line in mounts.splitlines() if str(home) in line]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [line for line in links.splitlines() if bridge in line]
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    found += [line for line in rules.splitlines() if f"paas:{bridge}" in line]
     group = group_name(home / "engine")
     found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"**/{group}") if p.is_dir()]
     for proc in Path("/proc").iterdir():

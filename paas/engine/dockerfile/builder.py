@@ -3,8 +3,9 @@
 Every step but ARG commits an image (metadata-only steps as empty_layer history entries), keyed
 in the store's build cache by `cache.step_key`: an unchanged step reuses the image without any
 commit, tar or snapshot work, so a rebuild of an unchanged context costs a few index reads and
-the context checksums. RUN executes in a one-shot build container (network "host" until the
-bridge has NAT for egress); COPY and ADD write a staging tree (see copy.py and transfer.py).
+the context checksums. RUN executes in a one-shot build container on the engine's bridge,
+reaching the outside through its NAT, as Docker's builder does; COPY and ADD write a staging
+tree (see copy.py and transfer.py).
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ class Build:
             name=f"build-{self.id[:12]}", lowerdirs=tuple(str(p) for p in self.images.lowerdirs(state.image)),
             argv=argv, env=env, image=state.image.id, workdir=config.working_dir or "/",
             user=config.user or "root", hostname="buildkit",
-            network="host",  # TODO(issue 4): bridge + NAT once the bridge has egress
+            network="bridge",
             labels={"paas.role": "build", BUILD_LABEL: self.id},
         )
         self.containers_used = True

@@ -1,0 +1,116 @@
+"""Egress NAT: a build's RUN step reaches a host outside the bridge, masqueraded; teardown
+removes every rule. The "outside" host is a network namespace this test makes and deletes."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from testkit import stop_process, wait_until
+
+from paas.engine import nat
+from paas.engine.dockerfile.builder import build_dockerfile
+from paas.engine.engine import Engine
+
+# Answers one HTTP request with the address it came from, then exits.
+SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+print("ready", flush=True)
+conn, (peer, _) = s.accept()
+conn.recv(65536)
+body = f"hello from outside, you are {peer}\\n".encode()
+conn.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+conn.close()
+"""
+
+
+@dataclass(frozen=True)
+class Outside:
+    netns: str
+    host_ip: str  # the host's end of the link: what NAT rewrites sources to
+    ip: str  # the outside host's address
+    port: int
+    server: subprocess.Popen[str]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def outside() -> Iterator[Outside]:
+    tag = f"{random.randint(0, 10**6):06d}"
+    netns, host_end, peer_end = f"pout{tag}", f"pox{tag}", f"poy{tag}"
+    base = f"10.77.{random.randint(0, 255)}.{4 * random.randint(0, 63)}"
+    prefix = base.rsplit(".", 1)[0]
+    last = int(base.rsplit(".", 1)[1])
+    host_ip, ip = f"{prefix}.{last + 1}", f"{prefix}.{last + 2}"
+    server = None
+    _ip("netns", "add", netns)
+    try:
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", peer_end)
+        _ip("link", "set", peer_end, "netns", netns)
+        _ip("addr", "add", f"{host_ip}/30", "dev", host_end)
+        _ip("link", "set", host_end, "up")
+        for args in (("addr", "add", f"{ip}/30", "dev", peer_end), ("link", "set", peer_end, "up"),
+                     ("link", "set", "lo", "up")):
+            _ip("-n", netns, *args)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", SERVER, ip, "8080"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield Outside(netns, host_ip, ip, 8080, server)
+    finally:
+        if server is not None:
+            stop_process(server)
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+        _ip("netns", "del", netns)
+
+
+def _rules(bridge: str) -> list[str]:
+    dump = subprocess.run(["iptables-save"], check=True, capture_output=True, text=True).stdout
+    return [line for line in dump.splitlines() if f"{nat.COMMENT_PREFIX}{bridge}" in line]
+
+
+def test_run_step_reaches_the_outside_through_nat(
+    busybox_engine: Engine, outside: Outside, tmp_path: Path
+) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM busybox\nRUN wget -q -O /answer http://{outside.ip}:{outside.port}/\n"
+    )
+    log: list[str] = []
+    image = build_dockerfile(busybox_engine.images, busybox_engine.runtime, context, log.append)
+    answer = busybox_engine.images.lowerdirs(image)[0] / "answer"
+    # The outside host saw the host's address, not the container's: the source was masqueraded.
+    assert answer.read_text() == f"hello from outside, you are {outside.host_ip}\n", log
+    bridge = busybox_engine.network.bridge_name
+    assert len(_rules(bridge)) == 3
+    busybox_engine.runtime.cleanup_all(timeout=1)
+    assert _rules(bridge) == []
+
+
+def test_egress_rules_are_idempotent_and_removed_whole() -> None:
+    bridge, subnet = f"ptn{random.randint(0, 10**8):08d}", "10.78.1.0/24"
+    try:
+        nat.ensure_egress(bridge, subnet)
+        nat.ensure_egress(bridge, subnet)
+        assert len(_rules(bridge)) == 3
+        masquerade = nat.egress_rules(bridge, subnet)[0]
+        subprocess.run(["iptables", "-t", "nat", "-A", masquerade.chain, *masquerade.spec], check=True)
+        assert len(_rules(bridge)) == 4  # a duplicate someone else added goes too
+    finally:
+        nat.remove_egress(bridge, subnet)
+    assert _rules(bridge) == []
+    wait_until(lambda: _rules(bridge) == [], timeout=1, what="rules gone")

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import click
 
 from paas.cli.context import Context, pass_ctx
-from paas.cli.engine_format import history_rows, human_size, image_rows, inspect_doc, table
+from paas.cli.engine_format import history_rows, image_rows, inspect_doc, table
+from paas.core.units import human_size
 from paas.engine.engine import Engine
 from paas.engine.images import ImageStore
 from paas.errors import PaasError, UsageError

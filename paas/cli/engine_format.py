@@ -8,25 +8,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from paas.core.units import human_size
 from paas.engine.images import Image, ImageStore
 
 NONE = "<none>"
 MISSING = "<missing>"
 CREATED_BY_WIDTH = 45
 COLUMN_GAP = 3
-_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 Row = tuple[str, ...]
-
-
-def human_size(size: float) -> str:
-    """Docker's sizes: decimal units, three significant digits (``2.13MB``)."""
-    unit = 0
-    while size >= 1000 and unit < len(_UNITS) - 1:
-        size /= 1000
-        unit += 1
-    return f"{size:.3g}{_UNITS[unit]}"
 
 
 def time_ago(created: str, now: float | None = None) -> str:

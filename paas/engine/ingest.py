@@ -13,7 +13,7 @@ import hashlib
 import zlib
 from typing import BinaryIO
 
-from paas.engine.content import CHUNK_SIZE, ContentStore, check_digest
+from paas.engine.content import CHUNK_SIZE, BlobWriter, ContentStore, check_digest
 from paas.engine.layers import MAX_LAYER_BYTES, check_inflation
 from paas.errors import ImageInvalidError
 
@@ -63,7 +63,7 @@ def _decompressor(head: bytes) -> zlib._Decompress | None:
 
 
 def _feed(
-    blob: object, inflate: zlib._Decompress | None, chunk: bytes, read: int, max_bytes: int,
+    blob: BlobWriter, inflate: zlib._Decompress | None, chunk: bytes, read: int, max_bytes: int,
     written: int = 0,
 ) -> int:
     """Write one chunk (inflated when compressed) in bounded pieces; return the bytes written."""
@@ -79,5 +79,5 @@ def _feed(
                 raise ImageInvalidError("layer blob: data after the end of the gzip stream")
         total += len(piece)
         check_inflation(written + total, read, max_bytes)
-        blob.write(piece)  # type: ignore[attr-defined]
+        blob.write(piece)
     return total

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paas.core.units import human_size
 from paas.engine import registry_manifest as rm
 from paas.engine.content import ContentStore, check_digest, digest_bytes
 from paas.engine.images import Image, ImageStore, normalize_ref
@@ -182,7 +183,7 @@ class RegistryClient:
         check(session, response, what, (201,))
         _check_digest_header(response, digest, what)
         session.discard(response)
-        log(f"{short}: pushed {_human(size)}")
+        log(f"{short}: pushed {human_size(size)}")
 
     def _blob_exists(self, session: RegistrySession, remote: Reference, scope: str, digest: str) -> bool:
         what = f"checking for blob {digest} in {remote.name}"
@@ -249,7 +250,7 @@ class RegistryClient:
                 log(f"{short}: already exists")
                 continue
             self._fetch_layer(session, images.content, remote, scope, layer, diff_id)
-            log(f"{short}: pulled {_human(layer.size)}")
+            log(f"{short}: pulled {human_size(layer.size)}")
         return images.add_image(config_bytes, diff_ids)
 
     def _fetch_manifest(
@@ -330,11 +331,4 @@ def _check_digest_header(response: Any, expected: str, what: str) -> None:
     if got and got != expected:
         raise RegistryError(f"{what}: the registry stored {got}, but we sent {expected}")
 
-
-def _human(size: int) -> str:
-    for unit in ("B", "kB", "MB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size = size / 1000  # type: ignore[assignment]
-    return f"{size:.1f} GB"
 

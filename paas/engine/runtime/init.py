@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import warnings  # noqa: F401  os.execvpe imports it lazily; it must be loaded before pivot_root
+from dataclasses import dataclass  # launchspec loads it anyway
 
-from paas.engine.runtime import _libc, netconf, rootfs, users
+from paas.engine.runtime import _libc, netconf, rootfs, safepath, seccomp, security, users
 from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, LaunchSpec
 from paas.errors import ContainerError
 
@@ -59,6 +60,8 @@ def main(spec: LaunchSpec) -> NoReturn:
 
 
 def _setup_and_spawn(spec: LaunchSpec) -> int:
+    program = seccomp.build(os.uname().machine)  # an unknown architecture never runs unfiltered
+    security.own_cgroup_namespace()  # after "go": the engine has put us in our cgroup
     _libc.sethostname(spec.hostname)
     if spec.net is not None:
         net = spec.net
@@ -72,8 +75,8 @@ def _setup_and_spawn(spec: LaunchSpec) -> int:
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOSTNAME", spec.hostname)
     env.setdefault("HOME", identity.home)
-    os.makedirs(spec.workdir, exist_ok=True)
-    return _spawn(spec, identity, env)
+    workdir = safepath.open_workdir(spec.workdir)
+    return _spawn(spec, _Exec(identity, env, workdir, program))
 
 
 def _environ(entries: tuple[str, ...]) -> dict[str, str]:
@@ -84,14 +87,25 @@ def _environ(entries: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
-def _spawn(spec: LaunchSpec, identity: users.Identity, env: dict[str, str]) -> int:
+@dataclass(frozen=True, slots=True)
+class _Exec:
+    """What the app's process needs between fork and exec."""
+
+    who: users.Identity
+    env: dict[str, str]
+    workdir_fd: int
+    seccomp_program: bytes
+
+
+def _spawn(spec: LaunchSpec, app: _Exec) -> int:
     """Fork and exec the app; raise _SetupFailed if exec fails (learnt via a CLOEXEC pipe)."""
     errors_r, errors_w = os.pipe()
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     pid = os.fork()
     if pid == 0:
-        _exec_app(spec, identity, env, errors_w)
+        _exec_app(spec, app, errors_w)
     os.close(errors_w)
+    os.close(app.workdir_fd)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
@@ -102,23 +116,29 @@ def _spawn(spec: LaunchSpec, identity: users.Identity, env: dict[str, str]) -> i
     return pid
 
 
-def _exec_app(spec: LaunchSpec, who: users.Identity, env: dict[str, str], errors: int) -> NoReturn:
+def _exec_app(spec: LaunchSpec, app: _Exec, errors: int) -> NoReturn:
     try:
         for signum in RESET_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.setsid()
-        os.setgroups(list(who.groups))
-        os.setgid(who.gid)
-        os.setuid(who.uid)
-        os.chdir(spec.workdir)
+        security.confine(app.who, app.seccomp_program)
+        _enter_workdir(spec.workdir, app.workdir_fd)
+        # Every fd but 0-2 and the CLOEXEC error pipe: none of the init's host fds survive.
         os.closerange(3, errors)
         os.closerange(errors + 1, 1 << 20)
-        os.execvpe(spec.argv[0], list(spec.argv), env)
+        os.execvpe(spec.argv[0], list(spec.argv), app.env)
     except OSError as exc:
         code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXEC
         os.write(errors, f"{code} cannot run {spec.argv[0]!r}: {exc.strerror}".encode())
     os._exit(EXIT_NOT_FOUND)
+
+
+def _enter_workdir(path: str, fd: int) -> None:
+    try:
+        os.fchdir(fd)  # as the user, like Docker: a dir the user cannot enter fails the start
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot enter working directory {path}: {exc.strerror}") from None
 
 
 def _forward(pid: int, signum: int) -> None:

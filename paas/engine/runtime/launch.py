@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from paas.engine.runtime import _libc, init
+from paas.engine.runtime import _libc, init, security
 from paas.engine.runtime.launchspec import LaunchSpec
 
 BASE_NAMESPACES = _libc.CLONE_NEWNS | _libc.CLONE_NEWUTS | _libc.CLONE_NEWIPC | _libc.CLONE_NEWPID
@@ -21,6 +21,7 @@ def namespaces(network: str) -> int:
 
 
 def main() -> None:
+    security.hide_from_ptrace()  # inherited by the init it forks, for the init's whole life
     spec = LaunchSpec.from_json(sys.stdin.read())
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -8,6 +8,7 @@ processes: whether a recorded pid is still alive is the runtime's business.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -15,13 +16,16 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, Bind
 from paas.errors import ContainerError
 
 NetworkMode = Literal["bridge", "none", "host"]
 NETWORK_MODES: tuple[str, ...] = ("bridge", "none", "host")
+PortProto = Literal["tcp", "udp"]
+PORT_PROTOS: tuple[str, ...] = ("tcp", "udp")
+ANY_HOST_IP = "0.0.0.0"
 LOG_FILE = "container.log"
 
 
@@ -29,6 +33,44 @@ class ContainerStatus(StrEnum):
     CREATED = "created"
     RUNNING = "running"
     EXITED = "exited"
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    """A published port (`-p`): connections to host_ip:host_port reach container_port."""
+
+    host_port: int
+    container_port: int
+    proto: PortProto = "tcp"
+    host_ip: str = ANY_HOST_IP
+
+    def __post_init__(self) -> None:
+        for port in (self.host_port, self.container_port):
+            if type(port) is not int or not 1 <= port <= 65535:
+                raise ContainerError(f"invalid port {port!r}: ports go from 1 to 65535")
+        if self.proto not in PORT_PROTOS:
+            raise ContainerError(f"invalid protocol {self.proto!r}: tcp or udp")
+        try:
+            ipaddress.IPv4Address(self.host_ip)
+        except ValueError:
+            raise ContainerError(f"invalid host address {self.host_ip!r}") from None
+
+    @classmethod
+    def parse(cls, text: str) -> PortMapping:
+        """Docker's `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`."""
+        ports, _, proto = text.partition("/")
+        parts = ports.split(":")
+        if len(parts) not in (2, 3):
+            raise ContainerError(f"invalid port mapping {text!r}: [HOST_IP:]HOST_PORT:PORT[/PROTO]")
+        try:
+            host_port, container_port = int(parts[-2]), int(parts[-1])
+        except ValueError:
+            raise ContainerError(f"invalid port mapping {text!r}: ports are numbers") from None
+        host_ip = parts[0] if len(parts) == 3 else ANY_HOST_IP
+        return cls(host_port, container_port, cast(PortProto, proto or "tcp"), host_ip)
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}->{self.container_port}/{self.proto}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +91,7 @@ class ContainerSpec:
     memory_bytes: int | None = None
     cpus: float | None = None
     pids_limit: int | None = None
+    ports: tuple[PortMapping, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -57,6 +100,8 @@ class ContainerSpec:
             raise ContainerError(f"container {self.name!r}: needs at least one lower dir")
         if self.network not in NETWORK_MODES:
             raise ContainerError(f"container {self.name!r}: unknown network {self.network!r}")
+        if self.ports and self.network != "bridge":
+            raise ContainerError(f"container {self.name!r}: ports are published on bridge networks only")
         for bind in self.binds:
             if not os.path.isabs(bind.dst) or ".." in Path(bind.dst).parts:
                 raise ContainerError(f"bind target must be an absolute path: {bind.dst!r}")
@@ -73,6 +118,7 @@ class ContainerSpec:
                 "argv": tuple(data["argv"]),
                 "env": tuple(data["env"]),
                 "binds": tuple(Bind(**b) for b in data["binds"]),
+                "ports": tuple(PortMapping(**p) for p in data.get("ports", ())),
             }
         )
 

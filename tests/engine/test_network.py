@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from testkit import free_port
 
+from paas.engine import nat
+from paas.engine.containers import PortMapping
 from paas.engine.network import Network, veth_names
 from paas.errors import NetworkError
 
@@ -106,6 +109,21 @@ def test_concurrent_allocations_never_collide(network: Network) -> None:
     assert network.leases() == dict(zip(ips, ids, strict=True))
 
 
+def test_concurrent_allocations_from_threads_never_collide(network: Network) -> None:
+    def allocate_many(worker: int) -> list[tuple[str, str]]:
+        own = Network(network.root, BRIDGE, SUBNET)  # one instance each, as processes have
+        ids = [f"t{worker}-{i}" for i in range(25)]
+        return [(own.allocate(i), i) for i in ids]
+
+    with ThreadPoolExecutor(8) as pool:
+        pairs = [pair for batch in pool.map(allocate_many, range(8)) for pair in batch]
+    assert len({ip for ip, _ in pairs}) == len(pairs) == 200
+    reopened = Network(network.root, BRIDGE, SUBNET)
+    assert reopened.leases() == dict(pairs)
+    ip, owner = pairs[0]
+    assert reopened.allocate(owner) == ip  # a lease is stable across instances
+
+
 def test_exhausted_subnet_raises(tmp_path: Path) -> None:
     small = Network(tmp_path / "small", BRIDGE, SMALL_SUBNET)
     ips = [small.allocate(f"c{i}") for i in range(5)]  # /29: 6 hosts, one is the bridge
@@ -133,6 +151,18 @@ def test_attach_and_detach_a_veth(network: Network, netns_pid: int) -> None:
         time.sleep(0.01)
 
 
+def test_attach_forgets_the_mac_of_the_address_s_previous_holder(
+    network: Network, netns_pid: int
+) -> None:
+    network.ensure_bridge()
+    ip = network.allocate("c1")
+    subprocess.run(["ip", "neigh", "replace", ip, "lladdr", "02:00:00:00:00:01", "dev", BRIDGE,
+                    "nud", "permanent"], check=True)
+    assert ip in Path("/proc/net/arp").read_text()
+    network.attach("c1", netns_pid, ip)
+    assert ip not in Path("/proc/net/arp").read_text()
+
+
 def test_attach_refuses_an_address_not_leased_to_the_container(network: Network) -> None:
     network.ensure_bridge()
     ip = network.allocate("c1")
@@ -154,3 +184,47 @@ def test_invalid_settings_are_rejected(tmp_path: Path) -> None:
         Network(tmp_path, "a-very-long-bridge-name", SUBNET)
     with pytest.raises(NetworkError, match="invalid subnet"):
         Network(tmp_path, BRIDGE, "10.0.0.1/24")
+    with pytest.raises(NetworkError, match="too small"):
+        Network(tmp_path, BRIDGE, "10.0.0.0/31")
+
+
+def test_a_large_subnet_allocates_quickly_and_wraps(tmp_path: Path) -> None:
+    big = Network(tmp_path / "big", BRIDGE, "10.96.0.0/16")
+    ips = [big.allocate(f"c{i}") for i in range(300)]
+    assert ips[0] == "10.96.0.2" and ips[-1] == "10.96.1.45"
+    assert len(set(ips)) == 300
+
+
+def _addresses_in(subnet: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    net = ipaddress.IPv4Network(subnet)
+    return [word for line in out.splitlines() for word in line.split()
+            if "/" in word and word[0].isdigit() and ipaddress.IPv4Interface(word).ip in net]
+
+
+def test_a_thousand_attach_cycles_leave_nothing_behind(network: Network, netns_pid: int) -> None:
+    """Allocate, attach, (every tenth: publish and unpublish), detach, release: 1,000 times."""
+    network.ensure_bridge()
+    port = free_port()
+    started = time.monotonic()
+    for cycle in range(1000):
+        container_id = f"cycle{cycle}"
+        ip = network.allocate(container_id)
+        network.attach(container_id, netns_pid, ip)
+        if cycle % 10 == 0:
+            network.publish(container_id, ip, (PortMapping(port, 80),))
+            network.unpublish(container_id)
+        network.detach(container_id)
+        network.release(container_id)
+    print(f"1,000 network attachment cycles: {time.monotonic() - started:.1f} s")
+    assert network.leases() == {} and network.published() == {}
+    hosts = {veth_names(f"cycle{cycle}")[0] for cycle in range(1000)}
+    assert hosts & link_names() == set()
+    assert Path(f"/proc/{netns_pid}/net/dev").read_text().count(":") == 1  # lo alone
+    assert _addresses_in(SUBNET) == [f"{network.gateway}/24"]
+    dump = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    assert f'"{nat.bridge_tag(BRIDGE)}:' not in dump
+    network.teardown()
+    assert _addresses_in(SUBNET) == [] and BRIDGE not in link_names()
+    dump = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    assert f'"{nat.bridge_tag(BRIDGE)}"' not in dump

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from paas.config import Settings
 from paas.engine.baseimages import build_busybox
@@ -152,3 +153,12 @@ def scratch_engine(root: Path, *, with_busybox: bool = True) -> Iterator[Engine]
         yield engine
     finally:
         engine.runtime.cleanup_all(timeout=1)
+
+
+def engine_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """`paas engine ARGV...` in this process: (exit code, stdout, stderr)."""
+    from paas.cli.main import main
+
+    code = main(["engine", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -7,7 +7,6 @@ need) and prints; the work is done in paas.engine (images, gc, archive, commit).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -18,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from paas.cli import engine_run
 from paas.cli.context import Context, pass_ctx
-from paas.cli.engine_format import history_rows, image_rows, inspect_doc, table
+from paas.cli.engine_format import history_rows, image_rows, table
 from paas.core.units import human_size
 from paas.engine.engine import Engine
 from paas.engine.images import ImageStore
@@ -58,7 +58,10 @@ def container_usage(engine: Engine) -> gc.Usage:
 
 @click.group("engine")
 def engine() -> None:
-    """The container engine: images, builds, save/load, push/pull."""
+    """The container engine: containers, images, builds, save/load, push/pull."""
+
+
+engine_run.register(engine)  # run, ps, stop, kill, rm, logs, stats, inspect (containers and images)
 
 
 @engine.command("images")
@@ -76,16 +79,6 @@ def images(ctx: Context, repository: str | None, quiet: bool, show_all: bool, no
             click.echo(image_id)
         return
     click.echo(table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows))
-
-
-@engine.command("inspect")
-@click.argument("names", nargs=-1, required=True, metavar="IMAGE...")
-@pass_ctx
-def inspect(ctx: Context, names: tuple[str, ...]) -> None:
-    """Show images' details as JSON, like `docker image inspect`."""
-    store = open_engine(ctx).images
-    docs = [inspect_doc(store, store.get(name)) for name in names]
-    click.echo(json.dumps(docs, indent=4))
 
 
 @engine.command("tag")

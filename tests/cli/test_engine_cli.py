@@ -10,25 +10,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from testkit import engine_cli as paas
 
-from paas.cli.main import main
 from paas.config import Settings
 from paas.engine import layers
 from paas.engine.containers import ContainerSpec
 from paas.engine.engine import Engine
 from paas.engine.images import Image
 from paas.store import Store
-
-
-@pytest.fixture
-def engine(cli_engine: Engine) -> Engine:
-    return cli_engine
-
-
-def paas(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["engine", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def child(engine: Engine, tmp_path: Path, ref: str | None = None) -> Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paas.core.units import human_size
+from paas.core.units import binary_size, human_size
 
 
 @pytest.mark.parametrize(
@@ -14,3 +14,10 @@ from paas.core.units import human_size
 )
 def test_human_size(size: float, shown: str) -> None:
     assert human_size(size) == shown
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"), [(0, "0B"), (1023, "1023B"), (1024, "1KiB"), (1_593_835, "1.52MiB"), (16 << 20, "16MiB")]
+)
+def test_binary_size(size: float, shown: str) -> None:
+    assert binary_size(size) == shown

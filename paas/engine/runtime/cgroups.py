@@ -1,7 +1,9 @@
 """Control groups: one parent group per engine root, one child group per container.
 
 Works on cgroup v2 (the unified hierarchy at /sys/fs/cgroup) and on v1/hybrid hosts,
-where the memory, cpu and pids controllers each have their own hierarchy.
+where the memory, cpu, cpuacct and pids controllers each have their own hierarchy (cpu and
+cpuacct are often one, mounted twice). Besides limits it reads what a container used
+(`stats`) and whether the kernel's OOM killer struck in it (`oom_kills`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from pathlib import Path
 from paas.errors import ContainerError
 
 CGROUP_BASE = Path("/sys/fs/cgroup")
-V1_CONTROLLERS = ("memory", "cpu", "pids")
+# cpuacct carries the v1 CPU time; in v2 the cpu controller does.
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+V2_CONTROLLERS = ("memory", "cpu", "pids")
+# v1 writes "no limit" as the largest page-aligned value; anything this big is no limit.
+UNLIMITED = 1 << 62
+OOM_KILLED = "OOM killed"
 CPU_PERIOD_US = 100_000
 RMDIR_TIMEOUT = 5.0
 
@@ -25,6 +32,23 @@ class Limits:
     memory_bytes: int | None = None
     cpus: float | None = None
     pids_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What a container uses now. Memory leaves out inactive page cache, as Docker's does;
+    a limit of None means none is set."""
+
+    memory_bytes: int
+    memory_limit: int | None
+    cpu_ns: int
+    pids: int
+    pids_limit: int | None
+
+
+def oom_error(memory_limit: int | None) -> str:
+    """The error recorded for a container the OOM killer struck."""
+    return f"{OOM_KILLED} (memory limit {memory_limit} bytes)"
 
 
 def group_name(root: Path) -> str:
@@ -63,7 +87,7 @@ class Cgroups:
         if self.unified:
             self.parents = [base / self.name]
         else:
-            self.parents = [base / c / self.name for c in V1_CONTROLLERS if (base / c).is_dir()]
+            self.parents = [h / self.name for h in _v1_hierarchies(base)]
         self.base = base
 
     def paths(self, container_id: str) -> list[Path]:
@@ -106,7 +130,7 @@ class Cgroups:
 
     def _v2_controllers(self) -> list[str]:
         available = (self.base / "cgroup.controllers").read_text().split()
-        return [c for c in V1_CONTROLLERS if c in available]
+        return [c for c in V2_CONTROLLERS if c in available]
 
     def _limit_v1(self, container_id: str, limits: Limits) -> None:
         by_name = {p.parent.name: p / container_id for p in self.parents}
@@ -128,6 +152,95 @@ class Cgroups:
             _write(path / "pids.max", str(limits.pids_limit))
 
 
+    # -- usage -----------------------------------------------------------------------------
+
+    def stats(self, container_id: str) -> Stats:
+        """Memory, CPU time and pids of a container, from its cgroup files."""
+        paths = self.paths(container_id)
+        if not all(p.is_dir() for p in paths):
+            raise ContainerError(f"container {container_id} has no cgroup (not running?)")
+        if self.unified:
+            return _stats_v2(paths[0])
+        return _stats_v1(paths)
+
+    def oom_kills(self, container_id: str) -> int:
+        """How many processes the OOM killer took from the container (0 once its group is gone).
+
+        Read it before `remove`: the counter lives in the group.
+        """
+        if self.unified:
+            name, path = "memory.events", self.parents[0] / container_id
+        else:
+            name, path = "memory.oom_control", self.base / "memory" / self.name / container_id
+        try:
+            return _keyed(path / name).get("oom_kill", 0)
+        except FileNotFoundError:
+            return 0
+
+
+def _v1_hierarchies(base: Path) -> list[Path]:
+    """One dir per mounted v1 hierarchy of ours; co-mounted controllers (cpu,cpuacct) once."""
+    seen: set[Path] = set()
+    found = []
+    for controller in V1_CONTROLLERS:
+        hierarchy = base / controller
+        if hierarchy.is_dir() and (real := hierarchy.resolve()) not in seen:
+            seen.add(real)
+            found.append(hierarchy)
+    return found
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    """A flat keyed file (`memory.stat`, `cpu.stat`, `memory.events`): name value per line."""
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+def _number(path: Path) -> int | None:
+    """A single-value file; None for "max" or a v1 no-limit value."""
+    text = path.read_text().strip()
+    if text == "max":
+        return None
+    value = int(text)
+    return None if value >= UNLIMITED else value
+
+
+def _first(paths: list[Path], name: str) -> Path:
+    """The file `name` in whichever v1 hierarchy has it."""
+    for path in paths:
+        if (path / name).is_file():
+            return path / name
+    raise ContainerError(f"no cgroup file {name} under {paths[0].parent.parent.parent}")
+
+
+def _stats_v1(paths: list[Path]) -> Stats:
+    memory = _first(paths, "memory.usage_in_bytes").parent
+    cache = _keyed(memory / "memory.stat").get("total_inactive_file", 0)
+    pids = _first(paths, "pids.current").parent
+    return Stats(
+        memory_bytes=max(0, (_number(memory / "memory.usage_in_bytes") or 0) - cache),
+        memory_limit=_number(memory / "memory.limit_in_bytes"),
+        cpu_ns=_number(_first(paths, "cpuacct.usage")) or 0,
+        pids=_number(pids / "pids.current") or 0,
+        pids_limit=_number(pids / "pids.max"),
+    )
+
+
+def _stats_v2(path: Path) -> Stats:
+    cache = _keyed(path / "memory.stat").get("inactive_file", 0)
+    return Stats(
+        memory_bytes=max(0, (_number(path / "memory.current") or 0) - cache),
+        memory_limit=_number(path / "memory.max"),
+        cpu_ns=_keyed(path / "cpu.stat").get("usage_usec", 0) * 1000,
+        pids=_number(path / "pids.current") or 0,
+        pids_limit=_number(path / "pids.max"),
+    )
+
+
 def procs(path: Path) -> list[int]:
     """Pids in one cgroup dir (empty when it is gone)."""
     try:
@@ -136,4 +249,4 @@ def procs(path: Path) -> list[int]:
         return []
 
 
-__all__ = ["Cgroups", "Limits", "group_name", "procs"]
+__all__ = ["OOM_KILLED", "Cgroups", "Limits", "Stats", "group_name", "oom_error", "procs"]

@@ -26,9 +26,9 @@ from paas.engine.containers import (
 )
 from paas.engine.network import Network, veth_names
 from paas.engine.runtime import process
-from paas.engine.runtime.cgroups import CGROUP_BASE, Cgroups, Limits
+from paas.engine.runtime.cgroups import CGROUP_BASE, Cgroups, Limits, Stats, oom_error
 from paas.engine.runtime.initlayer import etc_files, host_nameservers, write_init_layer
-from paas.engine.runtime.launchspec import LaunchSpec, NetConfig
+from paas.engine.runtime.launchspec import EXIT_CODE_FILE, LaunchSpec, NetConfig
 from paas.engine.runtime.spawn import Launch
 from paas.errors import ContainerError, NetworkError
 
@@ -83,6 +83,12 @@ class Runtime:
 
     def logs_path(self, container_id: str) -> Path:
         return self.store.dir(container_id) / "container.log"
+
+    def stats(self, container_id: str) -> Stats:
+        """Memory, CPU time and pids of a running container, read from its cgroup."""
+        if self.get(container_id).status is not ContainerStatus.RUNNING:
+            raise ContainerError(f"container {container_id} is not running")
+        return self.cgroups.stats(container_id)
 
     # -- processes -----------------------------------------------------------------------
 
@@ -177,6 +183,7 @@ class Runtime:
         if spec.network == "bridge":
             self.network.ensure_bridge()
             ip = self.network.allocate(container_id)
+            self.network.publish(container_id, ip, spec.ports)
         self.cgroups.create(container_id, Limits(spec.memory_bytes, spec.cpus, spec.pids_limit))
         hostname = spec.hostname or container_id[:12]
         files = etc_files(hostname, ip, self.nameservers, spec.network)
@@ -241,19 +248,24 @@ class Runtime:
     def _finish(self, container_id: str) -> Container:
         """Record how an exited container ended and free what it held."""
         spec, state = self.store.load(container_id)
+        oom_kills = self.cgroups.oom_kills(container_id)  # before _release: the count dies with the group
         self._release(container_id, spec)
         if state.pid is not None:
             state = replace(
                 state,
                 exit_code=EXIT_KILLED if state.exit_code is None else state.exit_code,
-                finished_at=state.finished_at or time.time(),
+                finished_at=state.finished_at or _exit_time(self.store.dir(container_id)),
             )
+            if oom_kills:
+                state = replace(state, exit_code=EXIT_KILLED, error=oom_error(spec.memory_bytes))
             self.store.save_state(container_id, state)
         return self.get(container_id)
 
     def _release(self, container_id: str, spec: ContainerSpec) -> None:
         self.cgroups.remove(container_id)
         if spec.network == "bridge":
+            if spec.ports:  # before the address goes back: no rule may point at a new owner
+                self.network.unpublish(container_id)
             self.network.detach(container_id)
             self.network.release(container_id)
 
@@ -284,6 +296,14 @@ def _status(state: ContainerState) -> ContainerStatus:
     if process.is_alive(process.ProcessRef(state.pid, state.starttime)):
         return ContainerStatus.RUNNING
     return ContainerStatus.EXITED
+
+
+def _exit_time(state_dir: Path) -> float:
+    """When the init recorded the exit (it may have exited long before anyone looked), else now."""
+    try:
+        return (state_dir / EXIT_CODE_FILE).stat().st_mtime
+    except FileNotFoundError:
+        return time.time()
 
 
 def _exit_code(container: Container) -> int:

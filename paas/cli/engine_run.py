@@ -1,0 +1,366 @@
+"""`paas engine run|ps|stop|kill|rm|logs|stats|inspect`: the container verbs, with Docker's flags.
+
+Each verb is one function; `register` adds them to the `engine` group of paas.cli.engine.
+There is no daemon: a container that exited on its own is settled (its exit recorded, its
+cgroup and address freed) by the next verb that looks at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal as signals
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import click
+
+from paas.cli.container_flags import (
+    check_cpus,
+    container_name,
+    image_argv,
+    merged_env,
+    parse_labels,
+    parse_memory,
+    parse_signal,
+)
+from paas.cli.container_format import (
+    PS_HEADERS,
+    STATS_HEADERS,
+    Shown,
+    inspect_container,
+    ps_row,
+    stats_row,
+)
+from paas.cli.context import Context, pass_ctx
+from paas.cli.engine_format import inspect_doc, table
+from paas.engine.containers import Container, ContainerSpec, ContainerStatus, PortMapping
+from paas.engine.engine import Engine
+from paas.engine.runtime import Runtime
+from paas.errors import ContainerError, PaasError, UsageError
+
+EXIT_START_FAILED = 125  # Docker's code when the container could not be run at all
+FOLLOW_POLL_S = 0.1
+STOP_TIMEOUT_S = 10
+
+
+# -- run ---------------------------------------------------------------------------------
+
+def _start_failure(runtime: Runtime, name: str, exc: ContainerError) -> click.exceptions.Exit:
+    """Report a failed start; the exit code is the container's (127: no such command)."""
+    click.echo(f"error: {exc}", err=True)
+    code = next((c.exit_code for c in runtime.list() if c.name == name), None)
+    return click.exceptions.Exit(code or EXIT_START_FAILED)
+
+
+def _remove_named(runtime: Runtime, name: str) -> None:
+    for container in runtime.list():
+        if container.name == name:
+            runtime.remove(container.id, timeout=0)
+
+
+def _run_attached(runtime: Runtime, spec: ContainerSpec, remove: bool) -> int:
+    try:
+        result = runtime.run(spec, click.echo)
+    except BaseException as exc:  # a failed start, or ^C: --rm still removes what run() made
+        failure = _start_failure(runtime, spec.name, exc) if isinstance(exc, ContainerError) else None
+        if remove:
+            _remove_named(runtime, spec.name)
+        if failure is None:
+            raise
+        raise failure from None
+    if remove:
+        runtime.remove(result.container_id, timeout=0)
+    return result.exit_code
+
+
+def _run_detached(runtime: Runtime, spec: ContainerSpec) -> None:
+    container = runtime.create(spec)
+    try:
+        runtime.start(container.id)
+    except ContainerError as exc:
+        raise _start_failure(runtime, spec.name, exc) from None
+    click.echo(container.id)
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True,
+                                        "allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the id.")
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("--name", help="Name the container (default: a random adjective_noun).")
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY[=VALUE]", help="Set an env var.")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("-u", "--user", help="USER[:GROUP] (name or number) to run as.")
+@click.option("-m", "--memory", help="Memory limit (b, k, m, g), e.g. 256m.")
+@click.option("--cpus", type=float, help="CPU quota in cores, e.g. 0.5.")
+@click.option("--pids-limit", type=int, help="Most processes at once (0 or -1: no limit).")
+@click.option("--network", type=click.Choice(["bridge", "none"]), default="bridge", show_default=True)
+@click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CONTAINER[/PROTO]",
+              help="Publish a container port on the host.")
+@click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a label.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def run(ctx: Context, detach: bool, remove: bool, name: str | None, env: tuple[str, ...],
+        workdir: str | None, user: str | None, memory: str | None, cpus: float | None,
+        pids_limit: int | None, network: str, publish: tuple[str, ...], labels: tuple[str, ...],
+        image: str, command: tuple[str, ...]) -> None:
+    """Run a command in a new container (in the foreground unless -d)."""
+    if detach and remove:
+        raise UsageError("--rm with -d is not supported yet: nothing would remove it when it exits")
+    if workdir is not None and not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    eng = _open(ctx)
+    found = eng.images.get(image)
+    config = found.config
+    spec = ContainerSpec(
+        name=container_name(eng.runtime, name),
+        lowerdirs=tuple(str(p) for p in eng.images.lowerdirs(found)),
+        argv=image_argv(found, command),
+        env=merged_env(config.env, env),
+        image=found.id,
+        workdir=workdir or config.working_dir or "/",
+        user=user or config.user or "root",
+        network="none" if network == "none" else "bridge",
+        ports=tuple(PortMapping.parse(p) for p in publish),
+        labels={**config.labels, **parse_labels(labels)},
+        memory_bytes=None if memory is None else parse_memory(memory),
+        cpus=None if cpus is None else check_cpus(cpus),
+        pids_limit=pids_limit if pids_limit is not None and pids_limit > 0 else None,
+    )
+    if detach:
+        _run_detached(eng.runtime, spec)
+        return
+    code = _run_attached(eng.runtime, spec, remove)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+# -- lookups -----------------------------------------------------------------------------
+
+def _open(ctx: Context) -> Engine:
+    from paas.cli.engine import open_engine  # that module registers these verbs: import it late
+
+    return open_engine(ctx)
+
+
+def find(runtime: Runtime, name_or_id: str) -> Container:
+    from paas.engine.commit import find_container  # commit's imports are heavy; only lookups need it
+
+    return settle(runtime, find_container(runtime, name_or_id))
+
+
+def settle(runtime: Runtime, container: Container) -> Container:
+    """Record the end of a container that exited unobserved, and free its cgroup and address."""
+    if container.status is ContainerStatus.EXITED and container.state.finished_at is None:
+        return runtime.wait(container.id, timeout=0)
+    return container
+
+
+def shown(eng: Engine, container: Container, names: dict[str, str] | None = None) -> Shown:
+    """The container with its image's first tag (else short id) and its creation time."""
+    if names is None:
+        names = image_names(eng)
+    image_id = container.spec.image
+    image = names.get(image_id) or image_id.partition(":")[2][:12] or "<none>"
+    created = (eng.runtime.store.dir(container.id) / "spec.json").stat().st_mtime
+    return Shown(container, image, created)
+
+
+def image_names(eng: Engine) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for ref, image_id in eng.images.tags().items():
+        names.setdefault(image_id, ref)
+    return names
+
+
+def each(names: Iterable[str], action: Callable[[str], None]) -> None:
+    """Apply `action` to every name; report failures and exit 1 after the rest ran, like Docker."""
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except PaasError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+        else:
+            click.echo(name)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def stop_signal(eng: Engine, container: Container) -> int:
+    """The image's STOPSIGNAL, SIGTERM when it has none (or the image is gone)."""
+    image_id = container.spec.image
+    if image_id and eng.images.has(image_id):
+        configured = eng.images.get(image_id).config.stop_signal
+        with contextlib.suppress(UsageError):  # one we cannot name (SIGRTMIN+3): stop it anyway
+            return parse_signal(configured) if configured else signals.SIGTERM
+    return signals.SIGTERM
+
+
+# -- the verbs on existing containers ------------------------------------------------------
+
+@click.command("ps")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers, not only running.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show ids.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate ids and commands.")
+@pass_ctx
+def ps(ctx: Context, show_all: bool, quiet: bool, no_trunc: bool) -> None:
+    """List containers, newest first."""
+    eng = _open(ctx)
+    containers = [settle(eng.runtime, c) for c in eng.runtime.list()]
+    if not show_all:
+        containers = [c for c in containers if c.status is ContainerStatus.RUNNING]
+    names = image_names(eng)
+    rows = sorted((shown(eng, c, names) for c in containers), key=lambda s: -s.created)
+    if quiet:
+        for item in rows:
+            click.echo(item.container.id if no_trunc else item.container.id[:12])
+        return
+    now = time.time()
+    click.echo(table(PS_HEADERS, [ps_row(item, no_trunc, now) for item in rows]))
+
+
+@click.command("stop")
+@click.option("-t", "--time", "timeout", type=int, default=STOP_TIMEOUT_S, show_default=True,
+              help="Seconds to wait for the stop signal to work before SIGKILL.")
+@click.argument("names", nargs=-1, required=True, metavar="CONTAINER...")
+@pass_ctx
+def stop(ctx: Context, timeout: int, names: tuple[str, ...]) -> None:
+    """Stop containers: the image's STOPSIGNAL (default SIGTERM), then SIGKILL after -t seconds."""
+    eng = _open(ctx)
+
+    def stop_one(name: str) -> None:
+        container = find(eng.runtime, name)
+        eng.runtime.stop(container.id, timeout=timeout, signal=stop_signal(eng, container))
+
+    each(names, stop_one)
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "signal_name", default="KILL", show_default=True,
+              help="Signal to send (name or number).")
+@click.argument("names", nargs=-1, required=True, metavar="CONTAINER...")
+@pass_ctx
+def kill(ctx: Context, signal_name: str, names: tuple[str, ...]) -> None:
+    """Send a signal to containers (SIGKILL unless -s)."""
+    from paas.engine.runtime import process
+
+    eng = _open(ctx)
+    signum = parse_signal(signal_name)
+
+    def kill_one(name: str) -> None:
+        container = find(eng.runtime, name)
+        state = container.state
+        ref = process.ProcessRef(state.pid or 0, state.starttime or 0)
+        if container.status is not ContainerStatus.RUNNING or not process.send_signal(ref, signum):
+            raise ContainerError(f"cannot kill container {name}: it is not running")
+        if signum == signals.SIGKILL:  # it is dying: record the end and free what it held
+            eng.runtime.wait(container.id, timeout=STOP_TIMEOUT_S)
+
+    each(names, kill_one)
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
+@click.argument("names", nargs=-1, required=True, metavar="CONTAINER...")
+@pass_ctx
+def rm(ctx: Context, force: bool, names: tuple[str, ...]) -> None:
+    """Remove containers (a running one only with -f)."""
+    eng = _open(ctx)
+
+    def remove_one(name: str) -> None:
+        container = find(eng.runtime, name)
+        if container.status is ContainerStatus.RUNNING and not force:
+            raise ContainerError(f"cannot remove container {name}: container is running: "
+                                 "stop the container before removing or force remove (-f)")
+        eng.runtime.remove(container.id, timeout=0)
+
+    each(names, remove_one)
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Follow the output until the container exits.")
+@click.option("-n", "--tail", default="all", show_default=True, help="Lines from the end to show.")
+@click.argument("name", metavar="CONTAINER")
+@pass_ctx
+def logs(ctx: Context, follow: bool, tail: str, name: str) -> None:
+    """Show a container's output (stdout and stderr, as written)."""
+    if tail != "all" and not tail.isdigit():
+        raise UsageError(f"invalid --tail {tail!r}: a number or 'all'")
+    eng = _open(ctx)
+    container = find(eng.runtime, name)
+    path = eng.runtime.logs_path(container.id)
+    data = path.read_bytes() if path.exists() else b""
+    if tail != "all":
+        lines = data.splitlines(keepends=True)
+        data = b"".join(lines[len(lines) - int(tail):]) if int(tail) else b""
+    click.echo(data, nl=False)
+    if follow:
+        _follow(eng.runtime, container.id, path, path.stat().st_size if path.exists() else 0)
+
+
+def _follow(runtime: Runtime, container_id: str, path: Path, offset: int) -> None:
+    """Copy what the log gains until the container exits (its pidfd wakes us at once)."""
+    while True:
+        running = runtime.wait(container_id, FOLLOW_POLL_S).status is ContainerStatus.RUNNING
+        with open(path, "rb") as log:
+            log.seek(offset)
+            chunk = log.read()
+        offset += len(chunk)
+        if chunk:
+            click.echo(chunk, nl=False)
+        if not running:
+            return
+
+
+@click.command("stats")
+@click.option("--no-stream", is_flag=True, help="One sample, then exit (also the default for now).")
+@click.argument("names", nargs=-1, metavar="[CONTAINER...]")
+@pass_ctx
+def stats(ctx: Context, no_stream: bool, names: tuple[str, ...]) -> None:
+    """Memory, CPU time and pids of running containers (all of them when none is named)."""
+    eng = _open(ctx)
+    runtime = eng.runtime
+    if names:
+        containers = [find(runtime, name) for name in names]
+    else:
+        containers = [c for c in runtime.list() if c.status is ContainerStatus.RUNNING]
+    host_memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    rows = [stats_row(c, runtime.stats(c.id), host_memory) for c in containers]
+    click.echo(table(STATS_HEADERS, rows))
+
+
+@click.command("inspect")
+@click.option("--type", "kind", type=click.Choice(["container", "image"]),
+              help="Look only for this kind of object.")
+@click.argument("names", nargs=-1, required=True, metavar="NAME|ID...")
+@pass_ctx
+def inspect(ctx: Context, kind: str | None, names: tuple[str, ...]) -> None:
+    """Show containers' or images' details as JSON, like `docker inspect` (containers first)."""
+    eng = _open(ctx)
+    click.echo(json.dumps([_inspect_one(eng, name, kind) for name in names], indent=4))
+
+
+def _inspect_one(eng: Engine, name: str, kind: str | None) -> dict[str, object]:
+    if kind != "image":
+        try:
+            container = find(eng.runtime, name)
+        except ContainerError:
+            if kind == "container":
+                raise
+        else:
+            return inspect_container(shown(eng, container), str(eng.runtime.logs_path(container.id)))
+    return inspect_doc(eng.images, eng.images.get(name))
+
+
+COMMANDS = [run, ps, stop, kill, rm, logs, stats, inspect]
+
+
+def register(group: click.Group) -> None:
+    """Add the container verbs to `group` (this `inspect` replaces the images-only one)."""
+    for command in COMMANDS:
+        group.add_command(command)

@@ -1,0 +1,165 @@
+"""Published ports (`-p`) on real busybox containers: reachable from the host's loopback and
+from other containers, one owner per host port, and no rule left once a container stops."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from testkit import free_port
+
+from paas.engine import nat
+from paas.engine.containers import ContainerSpec, ContainerStatus, PortMapping
+from paas.engine.engine import Engine
+from paas.errors import ContainerError
+
+# Serves its own name (the first argument) over HTTP on port 80.
+HTTPD = 'mkdir -p /w && echo "hello from $0" > /w/index.html && exec httpd -f -p 80 -h /w'
+
+
+def busybox_spec(engine: Engine, *argv: str, **kwargs: object) -> ContainerSpec:
+    lowerdirs = tuple(str(d) for d in engine.images.lowerdirs(engine.images.get("busybox")))
+    kwargs.setdefault("network", "bridge")
+    return ContainerSpec(name="test", lowerdirs=lowerdirs, argv=argv, **kwargs)  # type: ignore[arg-type]
+
+
+def start_httpd(engine: Engine, name: str, *ports: PortMapping) -> str:
+    spec = busybox_spec(engine, "sh", "-c", HTTPD, name, ports=ports)
+    return engine.runtime.start(engine.runtime.create(spec).id).id
+
+
+def http_get(host: str, port: int, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=1)
+            try:
+                conn.request("GET", "/index.html")
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run_output(engine: Engine, script: str, **kwargs: object) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    result = engine.runtime.run(busybox_spec(engine, "sh", "-c", script, **kwargs), lines.append,
+                                timeout=20)
+    engine.runtime.remove(result.container_id)
+    return result.exit_code, lines
+
+
+def rules(tag: str) -> list[str]:
+    dump = subprocess.run(["iptables-save"], check=True, capture_output=True, text=True).stdout
+    return [line for line in dump.splitlines() if f'"{tag}"' in line or f'"{tag}:' in line]
+
+
+def refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+def test_published_port_answers_on_host_loopback(busybox_engine: Engine) -> None:
+    anywhere, loopback = free_port(), free_port()
+    web = start_httpd(busybox_engine, "web", PortMapping(anywhere, 80))
+    local = start_httpd(busybox_engine, "local", PortMapping(loopback, 80, host_ip="127.0.0.1"))
+    assert http_get("127.0.0.1", anywhere) == "hello from web\n"
+    assert http_get("127.0.0.1", loopback) == "hello from local\n"
+    bridge = busybox_engine.network.bridge_name
+    route_localnet = Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet")
+    assert route_localnet.read_text().strip() == "1"
+    assert len(rules(nat.container_tag(bridge, web))) == 2
+    assert len(rules(nat.container_tag(bridge, local))) == 1  # no PREROUTING for loopback
+    published = busybox_engine.network.published()
+    assert {pub["container"] for pub in published.values()} == {web, local}
+
+
+def test_containers_reach_each_other_by_ip_and_through_a_published_port(
+    busybox_engine: Engine,
+) -> None:
+    port = free_port()
+    server = start_httpd(busybox_engine, "server", PortMapping(port, 80))
+    ip = busybox_engine.runtime.get(server).ip
+    gateway = busybox_engine.network.gateway
+    http_get("127.0.0.1", port)  # up
+    script = f"wget -q -O - http://{ip}/index.html && wget -q -O - http://{gateway}:{port}/index.html"
+    assert run_output(busybox_engine, script) == (0, ["hello from server"] * 2)
+
+
+def test_a_host_port_has_one_owner(busybox_engine: Engine) -> None:
+    port = free_port()
+    first = start_httpd(busybox_engine, "first", PortMapping(port, 80))
+    second = busybox_engine.runtime.create(
+        busybox_spec(busybox_engine, "sh", "-c", HTTPD, "second",
+                     ports=(PortMapping(port, 8080, host_ip="127.0.0.1"),))
+    )
+    with pytest.raises(ContainerError, match=f"tcp/{port} is already published by container {first}"):
+        busybox_engine.runtime.start(second.id)
+    failed = busybox_engine.runtime.get(second.id)
+    assert failed.status is ContainerStatus.EXITED and failed.ip is None
+    assert busybox_engine.network.leases() == {busybox_engine.runtime.get(first).ip: first}
+    assert http_get("127.0.0.1", port) == "hello from first\n"
+    # The same port twice in one spec, and a port a host process listens on, are refused too.
+    duplicate = free_port()
+    twice = (PortMapping(duplicate, 80), PortMapping(duplicate, 81))
+    with pytest.raises(ContainerError, match=f"tcp/{duplicate} is already published"):
+        start_httpd(busybox_engine, "twice", *twice)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        taken = listener.getsockname()[1]
+        with pytest.raises(ContainerError, match=f"cannot publish 0.0.0.0:{taken}->80/tcp"):
+            start_httpd(busybox_engine, "host-owned", PortMapping(taken, 80))
+    assert {pub["container"] for pub in busybox_engine.network.published().values()} == {first}
+
+
+def test_stop_and_cleanup_remove_every_rule(busybox_engine: Engine) -> None:
+    runtime, bridge = busybox_engine.runtime, busybox_engine.network.bridge_name
+    port, other_port = free_port(), free_port()
+    web = start_httpd(busybox_engine, "web", PortMapping(port, 80), PortMapping(port, 80, "udp"))
+    start_httpd(busybox_engine, "other", PortMapping(other_port, 80))
+    assert http_get("127.0.0.1", port) == "hello from web\n"
+    assert len(rules(nat.container_tag(bridge, web))) == 4
+    runtime.stop(web, timeout=2)
+    assert rules(nat.container_tag(bridge, web)) == []
+    assert refused(port)
+    assert http_get("127.0.0.1", other_port) == "hello from other\n"  # the other keeps its rules
+    # A restart publishes again, at the container's new address.
+    runtime.start(web)
+    assert http_get("127.0.0.1", port) == "hello from web\n"
+    runtime.cleanup_all(timeout=1)
+    assert rules(nat.bridge_tag(bridge)) == []
+    assert not (busybox_engine.network.root / "ports.json").exists()
+    assert refused(port) and refused(other_port)
+
+
+def test_network_none_has_only_loopback(busybox_engine: Engine) -> None:
+    script = "ls /sys/class/net; tail -n +2 /proc/net/route | wc -l"  # no route either
+    assert run_output(busybox_engine, script, network="none") == (0, ["lo", "0"])
+    assert busybox_engine.network.leases() == {}
+
+
+def test_port_mappings_parse_validate_and_persist() -> None:
+    assert PortMapping.parse("8080:80") == PortMapping(8080, 80)
+    assert PortMapping.parse("127.0.0.1:53:5353/udp") == PortMapping(53, 5353, "udp", "127.0.0.1")
+    for bad in ("80", "0:80", "80:65536", "a:80", "80:80/sctp", "host:80:80", "1:2:3:4"):
+        with pytest.raises(ContainerError):
+            PortMapping.parse(bad)
+    with pytest.raises(ContainerError, match="bridge networks only"):
+        ContainerSpec("x", ("/l",), ("true",), network="none", ports=(PortMapping(80, 80),))
+    spec = ContainerSpec("x", ("/l",), ("true",), ports=(PortMapping(80, 81, "udp"),))
+    assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    older = {key: value for key, value in asdict(spec).items() if key != "ports"}
+    assert ContainerSpec.from_json(older).ports == ()

@@ -18,7 +18,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, Bind
+from paas.engine.runtime.launchspec import (
+    DEFAULT_LOG_FILES,
+    DEFAULT_LOG_MAX_BYTES,
+    ERROR_FILE,
+    EXIT_CODE_FILE,
+    Bind,
+)
 from paas.errors import ContainerError
 
 NetworkMode = Literal["bridge", "none", "host"]
@@ -92,6 +98,8 @@ class ContainerSpec:
     cpus: float | None = None
     pids_limit: int | None = None
     ports: tuple[PortMapping, ...] = ()
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # the log rotates past this size...
+    log_files: int = DEFAULT_LOG_FILES  # ...keeping this many files
 
     def __post_init__(self) -> None:
         if not self.argv:

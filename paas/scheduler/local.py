@@ -12,6 +12,7 @@ from paas.core.models import Release
 from paas.engine.containers import ContainerSpec
 from paas.engine.engine import Engine
 from paas.engine.images import ImageConfig
+from paas.engine.runtime.logs import read_logs
 from paas.errors import ContainerError, DeployError
 
 Log = Callable[[str], None]
@@ -107,10 +108,10 @@ class LocalScheduler:
 
     def _tail(self, process: Process) -> str:
         try:
-            text = self.engine.runtime.logs_path(process.container_id).read_text(errors="replace")
+            directory = self.engine.runtime.store.dir(process.container_id)
+            lines = [line.text for line in read_logs(directory, tail=LOG_TAIL_LINES)]
         except OSError:
             return ""
-        lines = text.splitlines()[-LOG_TAIL_LINES:]
         return ("; its last output:\n" + "\n".join(lines)) if lines else ""
 
     def app_containers(self, app: str) -> list[str]:

@@ -272,7 +272,7 @@ def test_exit_code_of_a_started_container_is_recorded(runtime: Runtime, image: s
     runtime.start(container.id)
     finished = runtime.wait(container.id, timeout=5)
     assert (finished.status, finished.exit_code) == (ContainerStatus.EXITED, 7)
-    assert runtime.logs_path(container.id).read_text() == "bye\n"
+    assert runtime.logs_path(container.id).read_text().endswith("Z stdout F bye\n")
     assert runtime.get(container.id).exit_code == 7
 
 

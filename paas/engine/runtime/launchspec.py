@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass
 # Files the container's init writes into its state dir (it cannot update state.json).
 EXIT_CODE_FILE = "exit_code"
 ERROR_FILE = "error"
+# The container's output, in the state dir; rotated to LOG_FILE.1, .2, ... (see runtime.logs).
+LOG_FILE = "container.log"
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_FILES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,10 @@ class LaunchSpec:
     binds: tuple[Bind, ...]
     report_fd: int
     go_fd: int
+    # 0: stdout is a pipe the engine reads (Runtime.run); else the init writes LOG_FILE in
+    # state_dir itself and rotates it past this size, keeping `log_files` files.
+    log_max_bytes: int = 0
+    log_files: int = DEFAULT_LOG_FILES
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -13,7 +13,6 @@ import os
 import signal as signals
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import click
 
@@ -39,6 +38,7 @@ from paas.cli.engine_format import inspect_doc, table
 from paas.engine.containers import Container, ContainerSpec, ContainerStatus, PortMapping
 from paas.engine.engine import Engine
 from paas.engine.runtime import Runtime
+from paas.engine.runtime import logs as container_logs
 from paas.errors import ContainerError, PaasError, UsageError
 
 EXIT_START_FAILED = 125  # Docker's code when the container could not be run at all
@@ -285,36 +285,32 @@ def rm(ctx: Context, force: bool, names: tuple[str, ...]) -> None:
 @click.command("logs")
 @click.option("-f", "--follow", is_flag=True, help="Follow the output until the container exits.")
 @click.option("-n", "--tail", default="all", show_default=True, help="Lines from the end to show.")
+@click.option("--since", help="Only lines since this time: RFC3339 (local time without a zone), "
+                              "a Unix time, or a duration before now like 10m.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show each line's time.")
 @click.argument("name", metavar="CONTAINER")
 @pass_ctx
-def logs(ctx: Context, follow: bool, tail: str, name: str) -> None:
-    """Show a container's output (stdout and stderr, as written)."""
+def logs(ctx: Context, follow: bool, tail: str, since: str | None, timestamps: bool,
+         name: str) -> None:
+    """Show a container's output: its stdout lines on stdout, its stderr lines on stderr."""
     if tail != "all" and not tail.isdigit():
         raise UsageError(f"invalid --tail {tail!r}: a number or 'all'")
+    after = None if since is None else container_logs.parse_since(since)
     eng = _open(ctx)
     container = find(eng.runtime, name)
-    path = eng.runtime.logs_path(container.id)
-    data = path.read_bytes() if path.exists() else b""
-    if tail != "all":
-        lines = data.splitlines(keepends=True)
-        data = b"".join(lines[len(lines) - int(tail):]) if int(tail) else b""
-    click.echo(data, nl=False)
+    directory = eng.runtime.store.dir(container.id)
+    count = None if tail == "all" else int(tail)
     if follow:
-        _follow(eng.runtime, container.id, path, path.stat().st_size if path.exists() else 0)
+        def exited(timeout: float) -> bool:
+            return eng.runtime.wait(container.id, timeout).status is not ContainerStatus.RUNNING
 
-
-def _follow(runtime: Runtime, container_id: str, path: Path, offset: int) -> None:
-    """Copy what the log gains until the container exits (its pidfd wakes us at once)."""
-    while True:
-        running = runtime.wait(container_id, FOLLOW_POLL_S).status is ContainerStatus.RUNNING
-        with open(path, "rb") as log:
-            log.seek(offset)
-            chunk = log.read()
-        offset += len(chunk)
-        if chunk:
-            click.echo(chunk, nl=False)
-        if not running:
-            return
+        lines: Iterable[container_logs.LogLine] = container_logs.follow(
+            directory, exited, count, after, poll=FOLLOW_POLL_S)
+    else:
+        lines = container_logs.read_logs(directory, count, after)
+    for line in lines:
+        text = f"{line.time} {line.text}" if timestamps else line.text
+        click.echo(text, err=line.stream == container_logs.STDERR)
 
 
 @click.command("stats")
@@ -362,5 +358,7 @@ COMMANDS = [run, ps, stop, kill, rm, logs, stats, inspect]
 
 def register(group: click.Group) -> None:
     """Add the container verbs to `group` (this `inspect` replaces the images-only one)."""
-    for command in COMMANDS:
+    from paas.cli.engine_exec import exec_command  # it imports this module's lookups
+
+    for command in [*COMMANDS, exec_command]:
         group.add_command(command)

@@ -17,7 +17,8 @@ def test_human_size(size: float, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "shown"), [(0, "0B"), (1023, "1023B"), (1024, "1KiB"), (1_593_835, "1.52MiB"), (16 << 20, "16MiB")]
+    ("size", "shown"),
+    [(0, "0B"), (1023, "1023B"), (1024, "1KiB"), (1_593_835, "1.52MiB"), (16 << 20, "16MiB")],
 )
 def test_binary_size(size: float, shown: str) -> None:
     assert binary_size(size) == shown

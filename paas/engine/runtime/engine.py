@@ -8,11 +8,13 @@ from a process other than the one that started the container.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import select
 import signal as signals
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
@@ -25,8 +27,9 @@ from paas.engine.containers import (
     ContainerStore,
 )
 from paas.engine.network import Network, veth_names
-from paas.engine.runtime import process
+from paas.engine.runtime import logs, process
 from paas.engine.runtime.cgroups import CGROUP_BASE, Cgroups, Limits, Stats, oom_error
+from paas.engine.runtime.exec import Attach, exec_spec, run_exec
 from paas.engine.runtime.initlayer import etc_files, host_nameservers, write_init_layer
 from paas.engine.runtime.launchspec import EXIT_CODE_FILE, LaunchSpec, NetConfig
 from paas.engine.runtime.spawn import Launch
@@ -36,6 +39,7 @@ DEFAULT_STOP_TIMEOUT = 10.0
 LAUNCH_TIMEOUT = 30.0
 KILL_WAIT = 5.0
 EXIT_KILLED = 128 + signals.SIGKILL
+STREAM_PIPE_SIZE = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +96,26 @@ class Runtime:
 
     # -- processes -----------------------------------------------------------------------
 
+    def exec(
+        self, container_id: str, argv: Sequence[str], *, env: Sequence[str] = (),
+        user: str | None = None, workdir: str | None = None, tty: bool = False,
+        stdin: int = 0, stdout: int = 1, stderr: int = 2,
+        winsize: tuple[int, int] | None = None, attach: Attach | None = None,
+    ) -> int:
+        """Run `argv` in the running container, in its namespaces and cgroup; its exit code.
+
+        With `tty`, the process gets a pty of the container; `attach(master_fd, exit_fd)` copies
+        to and from it until `exit_fd` (a pidfd) turns readable.
+        """
+        spec = exec_spec(
+            self.get(container_id), self.cgroups.paths(container_id), argv, env=env, user=user,
+            workdir=workdir, tty=tty, winsize=winsize,
+        )
+        return run_exec(spec, (stdin, stdout, stderr), attach)
+
     def start(self, container_id: str) -> Container:
-        with open(self.logs_path(container_id), "ab") as log:
-            self._launch(container_id, log.fileno())
+        with open(self.logs_path(container_id), "ab") as log:  # for the launcher's own errors
+            self._launch(container_id, log.fileno(), to_log=True)
         return self.get(container_id)
 
     def run(
@@ -103,9 +124,11 @@ class Runtime:
         """Run to completion, streaming output lines. The caller removes the container."""
         container_id = self.create(spec).id
         read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError):  # a chatty step then costs us fewer wake-ups
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, STREAM_PIPE_SIZE)
         try:
             try:
-                self._launch(container_id, write_fd)
+                self._launch(container_id, write_fd, to_log=False)
             finally:
                 os.close(write_fd)
             finished = self._stream(read_fd, container_id, on_output, timeout)
@@ -160,7 +183,8 @@ class Runtime:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _launch(self, container_id: str, output_fd: int) -> None:
+    def _launch(self, container_id: str, output_fd: int, *, to_log: bool) -> None:
+        """Start it; the init writes the log itself when `to_log`, else to `output_fd`."""
         container = self.get(container_id)
         if container.status is ContainerStatus.RUNNING:
             raise ContainerError(f"container {container_id} is already running")
@@ -169,7 +193,11 @@ class Runtime:
         spec = container.spec
         try:
             ip = self._prepare(container_id, spec)
-            launch = Launch(self._launch_spec(container_id, spec, ip), output_fd)
+            launch_spec = self._launch_spec(container_id, spec, ip)
+            if to_log:
+                launch_spec = replace(launch_spec, log_max_bytes=spec.log_max_bytes,
+                                      log_files=spec.log_files)
+            launch = Launch(launch_spec, output_fd)
         except (ContainerError, NetworkError, OSError) as exc:
             self._fail(container_id, None, str(exc))
         try:
@@ -272,23 +300,25 @@ class Runtime:
     def _stream(
         self, fd: int, container_id: str, on_output: Callable[[str], None], timeout: float | None
     ) -> bool:
-        """Copy output to the log and to `on_output` line by line; False on timeout."""
+        """Copy the init's log records to the log, their text to `on_output` line by line;
+        False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pending = b""
-        with open(self.logs_path(container_id), "ab", buffering=0) as log:
+        spec = self.get(container_id).spec
+        dir_fd = os.open(self.store.dir(container_id), os.O_RDONLY | os.O_DIRECTORY)
+        reader = logs.PipeReader(logs.LogWriter.open(dir_fd, spec.log_max_bytes, spec.log_files))
+        try:
             while True:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not select.select([fd], [], [], left)[0]:
                     return False
-                chunk = os.read(fd, 65536)
+                chunk = os.read(fd, STREAM_PIPE_SIZE)
+                for line in reader.feed(chunk) if chunk else reader.finish():
+                    on_output(line)
                 if not chunk:
-                    if pending:
-                        on_output(pending.decode(errors="replace"))
                     return True
-                log.write(chunk)
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    on_output(line.decode(errors="replace"))
+        finally:
+            reader.writer.close()
+            os.close(dir_fd)
 
 def _status(state: ContainerState) -> ContainerStatus:
     if state.pid is None or state.starttime is None:

@@ -58,6 +58,28 @@ def open_workdir(path: str) -> int:
     return fd
 
 
+def open_file(path: str) -> int:
+    """A read-only fd of a file of our root (after pivot_root), resolved like open_workdir.
+
+    The image decides what its files are: /etc/passwd may be a symlink to /proc/1/fd/N/...,
+    which would lead into a directory the init holds open on the host.
+    """
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _libc.openat2(root, path.lstrip("/"), os.O_RDONLY, _WORKDIR_RESOLVE)
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:  # Linux < 5.6
+            real = os.path.realpath(path)
+            if real == "/proc" or real.startswith("/proc/"):
+                raise ContainerError(f"{path} leads outside the container") from None
+            return os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        if exc.errno in (errno.ELOOP, errno.EXDEV):
+            raise ContainerError(f"{path} leads outside the container") from None
+        raise
+    finally:
+        os.close(root)
+
+
 def _open_or_create(root: int, path: str) -> int:
     try:
         return _open_dir(root, path)

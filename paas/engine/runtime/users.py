@@ -1,12 +1,15 @@
 """Resolve a container USER ("name", "uid", "name:group", "uid:gid") via the image's /etc files.
 
-Runs in the container's init after pivot_root, so /etc is the container's own.
+Runs in the container's init after pivot_root, so /etc is the container's own; its files are
+opened through safepath, so a symlinked /etc/passwd cannot lead out of the container.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+from paas.engine.runtime import safepath
 from paas.errors import ContainerError
 
 
@@ -20,10 +23,11 @@ class Identity:
 
 def _table(path: str) -> list[list[str]]:
     try:
-        with open(path) as f:
-            return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 2]
+        fd = safepath.open_file(path)
     except FileNotFoundError:
         return []
+    with os.fdopen(fd, errors="replace") as f:
+        return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 2]
 
 
 def _find(rows: list[list[str]], key: str) -> list[str] | None:

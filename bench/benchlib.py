@@ -78,6 +78,10 @@ def fmt_ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
+def ratio(ours: float | None, ref: float | None) -> float | None:
+    return None if ours is None or not ref else ours / ref
+
+
 def fmt_ratio(ours: float | None, ref: float | None) -> str:
     return "n/a" if ours is None or not ref else f"{ours / ref:.2f}x"
 
@@ -159,6 +163,20 @@ def workspace(name: str) -> Iterator[Workspace]:
         ws.close()
 
 
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """Hold a SIGTERM until the block is over: killing a tool half-way (subprocess.run kills
+    its child when interrupted) can orphan what it was starting, out of the cleanup's reach."""
+    got: list[int] = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if got:
+            sys.exit(128 + signal.SIGTERM)
+
+
 def unmount_below(root: Path) -> None:
     """Lazily unmount whatever is still mounted under root (deepest first)."""
     prefix = str(root.resolve()) + "/"
@@ -183,8 +201,8 @@ def run(argv: Sequence[str], *, env: dict[str, str] | None = None, verbose: bool
 # --- our engine ---
 
 
-def free_subnet() -> str:
-    """A random 10.2xx.yy.0/24 that no host route overlaps."""
+def free_subnet(prefixlen: int = 24) -> str:
+    """A random 10.2xx.yy.0/24 (or larger: /22 holds 1,021 containers) that no host route overlaps."""
     routes = run(["ip", "-4", "-o", "route", "show", "table", "all"]).stdout
     used = []
     for line in routes.splitlines():
@@ -193,7 +211,8 @@ def free_subnet() -> str:
         with contextlib.suppress(ValueError):  # "default" and the like
             used.append(ipaddress.IPv4Network(dest, strict=False))
     while True:
-        net = ipaddress.IPv4Network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
+        third = random.randint(0, 255) & ~((1 << (24 - prefixlen)) - 1)
+        net = ipaddress.IPv4Network(f"10.{random.randint(200, 250)}.{third}.0/{prefixlen}")
         if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
             return str(net)
 
@@ -215,13 +234,13 @@ class Ours:
         return env
 
 
-def open_ours(ws: Workspace) -> Ours:
+def open_ours(ws: Workspace, prefixlen: int = 24, name: str = "home") -> Ours:
     """A fresh engine root at <ws>/home/engine, the path the CLI derives from PAAS_HOME.
 
     The bridge name is the one Settings derives from the (random) subnet, so the CLI and
     the in-process engine share one network; cleanup_all removes it and every container.
     """
-    settings = Settings(home=ws.root / "home", subnet=free_subnet())
+    settings = Settings(home=ws.root / name, subnet=free_subnet(prefixlen))
     engine = Engine.open(settings.engine_root, settings.bridge_name, settings.subnet)
     ws.on_exit("engine cleanup_all", engine.runtime.cleanup_all)
     return Ours(engine, settings)
@@ -329,3 +348,99 @@ def cli_verb_exists(verb: str) -> bool:
     """Whether ``paas engine <verb>`` is there yet (the verbs land while these benches are written)."""
     proc = subprocess.run([str(PAAS), "engine", verb, "--help"], capture_output=True, check=False)
     return proc.returncode == 0
+
+
+# --- host changes a reference tool needs, undone byte for byte ---
+
+
+def replace_file(ws: Workspace, path: Path, text: str) -> None:
+    """Write text to path for the bench; the cleanup puts back the old bytes (or no file)."""
+    old = path.read_bytes() if path.exists() else None
+
+    def restore() -> None:
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(old)
+    ws.on_exit(f"restore {path}", restore)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def mount_cgroup_v1(ws: Workspace, controller: str) -> None:
+    """Mount a v1 hierarchy of controller at /sys/fs/cgroup/<controller> if absent; undone after."""
+    point = Path("/sys/fs/cgroup") / controller
+    if point.is_mount():
+        return
+    made = not point.exists()
+    if made:
+        point.mkdir()
+    ws.on_exit(f"unmount {point}", lambda: _drop_mount(point, made))
+    run(["mount", "-t", "cgroup", "-o", controller, "cgroup", str(point)])
+
+
+def remove_new_cgroups(ws: Workspace, name: str) -> None:
+    """A tool's parent group (podman's libpod_parent) in every hierarchy: removed after, if new."""
+    base = Path("/sys/fs/cgroup")
+    before = {h for h in base.iterdir() if (h / name).exists()}
+
+    def drop() -> None:
+        for hierarchy in base.iterdir():
+            group = hierarchy / name
+            if hierarchy not in before and group.is_dir():
+                groups = [group, *(p for p in group.rglob("*") if p.is_dir())]
+                for sub in sorted(groups, key=lambda p: len(p.parts), reverse=True):
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+    ws.on_exit(f"cgroups {name}", drop)
+
+
+def _drop_mount(point: Path, made: bool) -> None:
+    if point.is_mount():
+        # groups a tool left in the hierarchy would keep it alive, hidden, after the umount
+        groups = [p for p in point.rglob("*") if p.is_dir()]
+        for group in sorted(groups, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        run(["umount", str(point)])
+    if made:
+        point.rmdir()
+
+
+# --- memory of processes ---
+
+
+def smaps_rollup(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup; (0, 0) if it is gone."""
+    values = {"Rss:": 0, "Pss:": 0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                words = line.split()
+                if words and words[0] in values:
+                    values[words[0]] = int(words[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return values["Rss:"], values["Pss:"]
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of pid (every thread's), from /proc/PID/task/*/children."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children(child)
+    return found
+
+
+def fmt_mib(kib: float | None) -> str:
+    return "n/a" if kib is None else f"{kib / 1024:.2f} MiB"

@@ -19,7 +19,6 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import socket
 import ssl
 import subprocess
@@ -37,6 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from testkit import stop_process
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT_S = 20.0
@@ -84,34 +84,31 @@ class RegistryServer:
         return self.storage / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A key and a certificate for 127.0.0.1, for a registry that speaks HTTPS."""
+def _certificate(common_name: str, ip: str | None = None) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A fresh key and a self-signed CA certificate valid for a day (for ip, when given)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
-                       critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
     )
+    if ip is not None:
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address(ip))])
+        builder = builder.add_extension(san, critical=False)
+    return key, builder.sign(key, hashes.SHA256())
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A key and a certificate for 127.0.0.1, for a registry that speaks HTTPS."""
+    key, cert = _certificate("127.0.0.1", ip="127.0.0.1")
     key_path, cert_path = tmp / "tls.key", tmp / "tls.crt"
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
@@ -228,18 +225,7 @@ class TokenIssuer:
 
     @classmethod
     def create(cls) -> TokenIssuer:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paas test token issuer")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, cert)
+        return cls(*_certificate("paas test token issuer"))
 
     def token(self, subject: str, access: list[dict[str, Any]]) -> str:
         der = self.cert.public_bytes(serialization.Encoding.DER)

@@ -17,7 +17,17 @@ import time
 import warnings  # noqa: F401  os.execvpe imports it lazily; it must be loaded before pivot_root
 from dataclasses import dataclass  # launchspec loads it anyway
 
-from paas.engine.runtime import _libc, logwriter, netconf, rootfs, safepath, seccomp, security, users
+from paas.engine.runtime import (
+    _libc,
+    logwriter,
+    netconf,
+    process,
+    rootfs,
+    safepath,
+    seccomp,
+    security,
+    users,
+)
 from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, LaunchSpec
 from paas.errors import ContainerError
 
@@ -134,7 +144,7 @@ def _spawn(spec: LaunchSpec, app: _Exec) -> _Running:
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    message = _read_all(errors_r)
+    message = process.read_all(errors_r)
     if message:
         code, _, text = message.partition(" ")
         raise _SetupFailed(text, int(code))
@@ -252,27 +262,16 @@ def _reap(app: int) -> int | None:
         if pid == 0:
             return code
         if pid == app:
-            code = _exit_code(status)
+            code = process.exit_code(status)
 
 
 def _reap_until(app: int) -> int:
     while True:
         pid, status = os.waitpid(-1, 0)
         if pid == app:
-            return _exit_code(status)
+            return process.exit_code(status)
 
 
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-def _read_all(fd: int) -> str:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def _report(fd: int, line: str) -> None:

@@ -102,7 +102,7 @@ def _join_and_fork(spec: ExecSpec, sock: socket.socket) -> int:
     for fd in (slave, app.workdir_fd):
         if fd >= 0:
             os.close(fd)
-    message = _read_all(errors_r)
+    message = process.read_all(errors_r)
     _reply(sock, "ok", master)
     if master >= 0:
         os.close(master)
@@ -186,20 +186,12 @@ def _exec(spec: ExecSpec, app: _Exec, errors: int) -> NoReturn:
     os._exit(EXIT_NOT_FOUND)
 
 
+
 def _wait(child: int) -> int:
     while True:
         with contextlib.suppress(InterruptedError):
-            _, status = os.waitpid(child, 0)
-            code = os.waitstatus_to_exitcode(status)
-            return 128 - code if code < 0 else code
+            return process.exit_code(os.waitpid(child, 0)[1])
 
-
-def _read_all(fd: int) -> str:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def _reply(sock: socket.socket, line: str, fd: int = -1) -> None:

@@ -101,3 +101,18 @@ def terminate(ref: ProcessRef, signum: int, timeout: float, kill_wait: float) ->
         return wait_pidfd(fd, kill_wait)
     finally:
         os.close(fd)
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N after signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def read_all(fd: int) -> str:
+    """Everything a pipe holds until its writers close it; the fd is closed after."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")

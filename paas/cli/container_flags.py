@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal as signals
 from collections.abc import Iterable
 
 from paas.engine.images import Image
 from paas.engine.runtime import Runtime
+from paas.engine.runtime.process import signal_number
 from paas.errors import ContainerError, UsageError
 
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -100,10 +100,7 @@ def image_argv(image: Image, command: tuple[str, ...]) -> tuple[str, ...]:
 
 def parse_signal(text: str) -> int:
     """A signal by number, name or SIG-name (KILL, SIGTERM, 9)."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper()
     try:
-        return int(signals.Signals[name if name.startswith("SIG") else f"SIG{name}"])
-    except KeyError:
-        raise UsageError(f"invalid signal: {text}") from None
+        return signal_number(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -7,7 +7,6 @@ cgroup and address freed) by the next verb that looks at it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal as signals
@@ -121,6 +120,7 @@ def run(ctx: Context, detach: bool, remove: bool, name: str | None, env: tuple[s
         argv=image_argv(found, command),
         env=merged_env(config.env, env),
         image=found.id,
+        stop_signal=config.stop_signal,
         workdir=workdir or config.working_dir or "/",
         user=user or config.user or "root",
         network="none" if network == "none" else "bridge",
@@ -191,15 +191,6 @@ def each(names: Iterable[str], action: Callable[[str], None]) -> None:
         raise click.exceptions.Exit(1)
 
 
-def stop_signal(eng: Engine, container: Container) -> int:
-    """The image's STOPSIGNAL, SIGTERM when it has none (or the image is gone)."""
-    image_id = container.spec.image
-    if image_id and eng.images.has(image_id):
-        configured = eng.images.get(image_id).config.stop_signal
-        with contextlib.suppress(UsageError):  # one we cannot name (SIGRTMIN+3): stop it anyway
-            return parse_signal(configured) if configured else signals.SIGTERM
-    return signals.SIGTERM
-
 
 # -- the verbs on existing containers ------------------------------------------------------
 
@@ -235,7 +226,7 @@ def stop(ctx: Context, timeout: int, names: tuple[str, ...]) -> None:
 
     def stop_one(name: str) -> None:
         container = find(eng.runtime, name)
-        eng.runtime.stop(container.id, timeout=timeout, signal=stop_signal(eng, container))
+        eng.runtime.stop(container.id, timeout=timeout)
 
     each(names, stop_one)
 

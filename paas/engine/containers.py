@@ -88,6 +88,7 @@ class ContainerSpec:
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
     image: str = ""  # the id of the image the lowerdirs come from, "" if none (keeps it from gc)
+    stop_signal: str = ""  # the image's STOPSIGNAL (a name or number); "" means SIGTERM
     workdir: str = "/"
     user: str = "root"
     hostname: str = ""

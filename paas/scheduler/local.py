@@ -61,6 +61,7 @@ class LocalScheduler:
             name=f"{release.app}.{process_type}.{index}",
             lowerdirs=tuple(str(p) for p in self.engine.images.lowerdirs(image)),
             image=image.id,
+            stop_signal=config.stop_signal,
             argv=self._argv(config, release.processes[process_type]),
             env=(*config.env, f"PORT={WEB_PORT}", f"DYNO={process_type}.{index}"),
             workdir=config.working_dir or "/",

@@ -189,3 +189,18 @@ def test_flag_parsing() -> None:
         with pytest.raises(UsageError):
             parse_memory(bad)
     assert merged_env(("PATH=/bin", "A=1"), ("A=2", "B=x=y")) == ("PATH=/bin", "A=2", "B=x=y")
+
+
+def test_stop_sends_the_images_stopsignal(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    base = engine.images.get("busybox")
+    image = engine.images.commit(base, None, base.config.replace(stop_signal="SIGUSR1"), "STOPSIGNAL")
+    engine.images.tag(image, "usr1stop:1")
+    script = "trap '' TERM; trap 'echo got-usr1; exit 0' USR1; echo up; while :; do sleep 0.1; done"
+    code, _, err = paas(capsys, "run", "-d", "--network", "none", "--name", "usr1", "usr1stop:1",
+                        "sh", "-c", script)
+    assert code == 0, err
+    wait_until(lambda: "up" in paas(capsys, "logs", "usr1")[1], timeout=10, what="the app to start")
+    assert paas(capsys, "stop", "-t", "20", "usr1")[0] == 0
+    state = inspect(capsys, "usr1")["State"]
+    assert (state["ExitCode"], state["Running"]) == (0, False)  # USR1, not TERM and not KILL
+    assert "got-usr1" in paas(capsys, "logs", "usr1")[1]

@@ -161,13 +161,16 @@ class Runtime:
         self,
         container_id: str,
         timeout: float = DEFAULT_STOP_TIMEOUT,
-        signal: int = signals.SIGTERM,
+        signal: int | None = None,
     ) -> Container:
-        """Send `signal`, SIGKILL after `timeout`, then free the cgroup, veth and address."""
-        state = self.get(container_id).state
+        """Send `signal` (default: the spec's stop signal, else SIGTERM), SIGKILL after `timeout`,
+        then free the cgroup, veth and address."""
+        container = self.get(container_id)
+        state = container.state
         if state.pid is not None and state.starttime is not None:
             ref = process.ProcessRef(state.pid, state.starttime)
-            process.terminate(ref, signal, timeout, KILL_WAIT)
+            process.terminate(ref, _stop_signal(container.spec) if signal is None else signal,
+                              timeout, KILL_WAIT)
         return self._finish(container_id)
 
     def remove(self, container_id: str, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
@@ -339,3 +342,9 @@ def _exit_time(state_dir: Path) -> float:
 def _exit_code(container: Container) -> int:
     return EXIT_KILLED if container.exit_code is None else container.exit_code
 
+
+def _stop_signal(spec: ContainerSpec) -> int:
+    try:
+        return process.signal_number(spec.stop_signal) if spec.stop_signal else signals.SIGTERM
+    except ValueError:  # one Python cannot name (SIGRTMIN+3): stop it anyway
+        return signals.SIGTERM

@@ -116,3 +116,14 @@ def read_all(fd: int) -> str:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks).decode(errors="replace")
+
+
+def signal_number(text: str) -> int:
+    """A signal by number, name or SIG-name (``KILL``, ``SIGTERM``, ``9``); ValueError if none."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise ValueError(f"invalid signal: {text}") from None

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-EXIT_SETUP_FAILED = 125  # the helper's code when it could not join or start the process
-
 
 @dataclass(frozen=True, slots=True)
 class ExecSpec:

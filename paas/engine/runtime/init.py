@@ -41,9 +41,6 @@ FORWARDED_SIGNALS = (
 # Python ignores these at startup; an ignored disposition would survive exec into the app.
 RESET_SIGNALS = (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-EXIT_SETUP_FAILED = 125
-EXIT_CANNOT_EXEC = 126
-EXIT_NOT_FOUND = 127
 # After the app exits, how long a process it left behind may keep its output pipes open.
 DRAIN_GRACE_S = 0.5
 READ_SIZE = 1 << 18
@@ -61,14 +58,14 @@ def main(spec: LaunchSpec) -> NoReturn:
     go = os.read(spec.go_fd, 2)
     os.close(spec.go_fd)
     if go != b"go":  # the engine gave up on this start
-        os._exit(EXIT_SETUP_FAILED)
+        os._exit(process.EXIT_SETUP_FAILED)
     try:
         app = _setup_and_spawn(spec)
     except _SetupFailed as exc:
         _fail(spec, state_fd, str(exc), exc.code)
     except Exception as exc:  # an entry point: every failure must reach the log and the state
         message = str(exc) if isinstance(exc, OSError | ContainerError) else repr(exc)
-        _fail(spec, state_fd, message, EXIT_SETUP_FAILED)
+        _fail(spec, state_fd, message, process.EXIT_SETUP_FAILED)
     _report(spec.report_fd, "ok")
     os.close(spec.report_fd)
     code = _supervise(app, _log_writer(spec, state_fd))
@@ -171,14 +168,12 @@ def _exec_app(spec: LaunchSpec, app: _Exec, errors: int) -> NoReturn:
         os.setsid()
         security.confine(app.who, app.seccomp_program)
         _enter_workdir(spec.workdir, app.workdir_fd)
-        # Every fd but 0-2 and the CLOEXEC error pipe: none of the init's host fds survive.
-        os.closerange(3, errors)
-        os.closerange(errors + 1, 1 << 20)
-        os.execvpe(spec.argv[0], list(spec.argv), app.env)
-    except OSError as exc:
-        code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXEC
-        os.write(errors, f"{code} cannot run {spec.argv[0]!r}: {exc.strerror}".encode())
-    os._exit(EXIT_NOT_FOUND)
+        # None of our host fds survive into the process.
+        process.exec_or_report(spec.argv, app.env, errors)
+    except (OSError, ContainerError) as exc:  # the setup before exec failed
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        os.write(errors, f"{process.EXIT_SETUP_FAILED} {why}".encode())
+    os._exit(process.EXIT_NOT_FOUND)
 
 
 def _enter_workdir(path: str, fd: int) -> None:

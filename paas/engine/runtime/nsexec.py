@@ -24,7 +24,7 @@ import warnings  # noqa: F401  os.execvpe imports it lazily; it must be loaded b
 from dataclasses import dataclass
 
 from paas.engine.runtime import caps, process, safepath, seccomp, security, users
-from paas.engine.runtime.execspec import EXIT_SETUP_FAILED, ExecSpec
+from paas.engine.runtime.execspec import ExecSpec
 from paas.errors import ContainerError
 
 TYPE_CHECKING = False
@@ -37,8 +37,6 @@ RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TIOCGPTPEER = 0x5441
 TIOCSPTLCK = 0x40045431  # termios lacks both
-EXIT_CANNOT_EXEC = 126
-EXIT_NOT_FOUND = 127
 _SPEC_LIMIT = 1 << 20
 
 _c = ctypes.CDLL(None, use_errno=True)
@@ -61,7 +59,7 @@ def main() -> NoReturn:
         child = _join_and_fork(spec, sock)
     except (OSError, ContainerError) as exc:
         _reply(sock, f"error {exc}")
-        os._exit(EXIT_SETUP_FAILED)
+        os._exit(process.EXIT_SETUP_FAILED)
     code = _wait(child)
     os._exit(code)
 
@@ -176,14 +174,12 @@ def _exec(spec: ExecSpec, app: _Exec, errors: int) -> NoReturn:
                 os.dup2(app.tty_fd, target)
         security.confine(app.who, app.seccomp_program)
         os.fchdir(app.workdir_fd)
-        # Every fd but 0-2 and the CLOEXEC error pipe: none of ours reaches the process.
-        os.closerange(3, errors)
-        os.closerange(errors + 1, 1 << 20)
-        os.execvpe(spec.argv[0], list(spec.argv), app.env)
-    except OSError as exc:
-        code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXEC
-        os.write(errors, f"{code} cannot run {spec.argv[0]!r}: {exc.strerror}".encode())
-    os._exit(EXIT_NOT_FOUND)
+        # None of our host fds survive into the process.
+        process.exec_or_report(spec.argv, app.env, errors)
+    except (OSError, ContainerError) as exc:  # the setup before exec failed
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        os.write(errors, f"{process.EXIT_SETUP_FAILED} {why}".encode())
+    os._exit(process.EXIT_NOT_FOUND)
 
 
 

@@ -12,8 +12,13 @@ import contextlib
 import os
 import select
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+# A shell's exit codes for a process that never ran: setup failed, not executable, not found.
+EXIT_SETUP_FAILED = 125
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
 
 @dataclass(frozen=True, slots=True)
 class ProcessRef:
@@ -127,3 +132,15 @@ def signal_number(text: str) -> int:
         return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
     except KeyError:
         raise ValueError(f"invalid signal: {text}") from None
+
+
+def exec_or_report(argv: Sequence[str], env: dict[str, str], errors: int) -> None:
+    """Close every fd but 0-2 and the CLOEXEC ``errors`` pipe, then exec. Only returns when
+    exec failed, after writing "<exit code> <why>" to ``errors`` for the parent's read_all."""
+    os.closerange(3, errors)
+    os.closerange(errors + 1, 1 << 20)
+    try:
+        os.execvpe(argv[0], list(argv), env)
+    except OSError as exc:
+        code = EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_CANNOT_EXEC
+        os.write(errors, f"{code} cannot run {argv[0]!r}: {exc.strerror}".encode())

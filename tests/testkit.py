@@ -162,3 +162,10 @@ def engine_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
     code = main(["engine", *argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def iptables_rules(tag: str) -> list[str]:
+    """The iptables rules tagged ``tag`` or ``tag:<more>`` (paas:<bridge>[:<container>]), so a
+    bridge named pt1 does not count the rules of pt12."""
+    dump = subprocess.run(["iptables-save"], check=True, capture_output=True, text=True).stdout
+    return [line for line in dump.splitlines() if f'"{tag}"' in line or f'"{tag}:' in line]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testkit import free_port, stop_process, wait_until
+from testkit import free_port, iptables_rules, stop_process, wait_until
 
 from paas.engine import nat
 from paas.engine.containers import ContainerSpec, PortMapping
@@ -87,10 +87,7 @@ def outside() -> Iterator[Outside]:
 
 
 def _rules(bridge: str) -> list[str]:
-    """The rules tagged for the bridge or one of its containers (not for pt1x when pt1)."""
-    dump = subprocess.run(["iptables-save"], check=True, capture_output=True, text=True).stdout
-    tag = nat.bridge_tag(bridge)
-    return [line for line in dump.splitlines() if f'"{tag}"' in line or f'"{tag}:' in line]
+    return iptables_rules(nat.bridge_tag(bridge))
 
 
 def test_run_step_reaches_the_outside_through_nat(

@@ -6,13 +6,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from testkit import free_port
+from testkit import accepts, free_port, iptables_rules
 
 from paas.engine import nat
 from paas.engine.containers import ContainerSpec, ContainerStatus, PortMapping
@@ -58,17 +57,6 @@ def run_output(engine: Engine, script: str, **kwargs: object) -> tuple[int, list
     return result.exit_code, lines
 
 
-def rules(tag: str) -> list[str]:
-    dump = subprocess.run(["iptables-save"], check=True, capture_output=True, text=True).stdout
-    return [line for line in dump.splitlines() if f'"{tag}"' in line or f'"{tag}:' in line]
-
-
-def refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return False
-    except OSError:
-        return True
 
 
 def test_published_port_answers_on_host_loopback(busybox_engine: Engine) -> None:
@@ -80,8 +68,8 @@ def test_published_port_answers_on_host_loopback(busybox_engine: Engine) -> None
     bridge = busybox_engine.network.bridge_name
     route_localnet = Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet")
     assert route_localnet.read_text().strip() == "1"
-    assert len(rules(nat.container_tag(bridge, web))) == 2
-    assert len(rules(nat.container_tag(bridge, local))) == 1  # no PREROUTING for loopback
+    assert len(iptables_rules(nat.container_tag(bridge, web))) == 2
+    assert len(iptables_rules(nat.container_tag(bridge, local))) == 1  # no PREROUTING for loopback
     published = busybox_engine.network.published()
     assert {pub["container"] for pub in published.values()} == {web, local}
 
@@ -131,18 +119,18 @@ def test_stop_and_cleanup_remove_every_rule(busybox_engine: Engine) -> None:
     web = start_httpd(busybox_engine, "web", PortMapping(port, 80), PortMapping(port, 80, "udp"))
     start_httpd(busybox_engine, "other", PortMapping(other_port, 80))
     assert http_get("127.0.0.1", port) == "hello from web\n"
-    assert len(rules(nat.container_tag(bridge, web))) == 4
+    assert len(iptables_rules(nat.container_tag(bridge, web))) == 4
     runtime.stop(web, timeout=2)
-    assert rules(nat.container_tag(bridge, web)) == []
-    assert refused(port)
+    assert iptables_rules(nat.container_tag(bridge, web)) == []
+    assert not accepts(port)
     assert http_get("127.0.0.1", other_port) == "hello from other\n"  # the other keeps its rules
     # A restart publishes again, at the container's new address.
     runtime.start(web)
     assert http_get("127.0.0.1", port) == "hello from web\n"
     runtime.cleanup_all(timeout=1)
-    assert rules(nat.bridge_tag(bridge)) == []
+    assert iptables_rules(nat.bridge_tag(bridge)) == []
     assert not (busybox_engine.network.root / "ports.json").exists()
-    assert refused(port) and refused(other_port)
+    assert not accepts(port) and not accepts(other_port)
 
 
 def test_network_none_has_only_loopback(busybox_engine: Engine) -> None:

@@ -62,7 +62,8 @@ class Entry:
 Walked = tuple[Entry, os.stat_result]  # an entry and the stat it was made from (for the digest cache)
 
 
-def _kind(mode: int) -> str | None:
+def entry_kind(mode: int) -> str | None:
+    """An Entry's kind for a stat mode, or None for what never enters an image."""
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):
@@ -81,7 +82,7 @@ def _rel(parts: Sequence[str]) -> str:
 
 
 def _entry(rel: str, path: Path, st: os.stat_result) -> Entry | None:
-    kind = _kind(st.st_mode)
+    kind = entry_kind(st.st_mode)
     if kind is None:
         return None
     link = os.readlink(path) if kind == "symlink" else ""

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from paas.engine.dockerfile.context import BuildContext, Entry
+from paas.engine.dockerfile.context import BuildContext, Entry, entry_kind
 from paas.engine.dockerfile.imagefs import ImageFS, Node, split
 from paas.engine.dockerfile.metadata import workdir_path
 from paas.engine.dockerfile.untar import extract, is_archive
@@ -175,15 +175,6 @@ def _remove(path: Path, st: os.stat_result) -> None:
         os.unlink(path)
 
 
-def _kind(mode: int) -> str | None:
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    return None
-
 
 def copy_context(
     staging: Staging, context: BuildContext, rel: str, dest: Destination, *, unpack: bool,
@@ -223,11 +214,11 @@ def copy_image(staging: Staging, source: ImageFS, paths: list[str], dest: Destin
         if node.is_dir:
             base = staging.ensure_dir(dest.path)
             for rel, child in source.walk(node):
-                kind = _kind(child.st.st_mode)
+                kind = entry_kind(child.st.st_mode)
                 if kind is not None:
                     staging.put(base / rel, kind, child.host, child.st, keep_owner=True)
             continue
-        kind = _kind(node.st.st_mode)
+        kind = entry_kind(node.st.st_mode)
         if kind is None:
             continue
         target = posixpath.join(dest.path, posixpath.basename(path)) if dest.is_dir else dest.path

@@ -16,7 +16,8 @@ blobs exist, so an image is never recorded with a blob a prune just deleted: the
 fails with a clear error instead. Snapshots are removed after the lock is released (an
 rmtree can be slow); one removed under a racing build is unpacked again from its blob the
 next time ``ImageStore.lowerdirs`` needs it. Fresh images that are neither tagged nor build
-cache entries yet (a build step between ``commit`` and ``cache_put``) are spared for
+cache entries yet (a build step between ``commit`` and ``cache_put``; dated by their config
+blob, which every add writes anew) are spared for
 the same grace period.
 """
 
@@ -115,7 +116,9 @@ def _prune_candidates(
 ) -> list[Image]:
     tagged = set(records.tags().values())
     cached = records.cached()
-    fresh = {i for i, added in records.pending().items() if added > fresh_after}
+    # A build step's image between commit and cache_put is neither tagged nor cached yet.
+    fresh = {i.id for i in records.images()
+             if i.id not in tagged | cached and records.added(i.id) > fresh_after}
     spared = set(protected) | fresh | (set() if all else tagged | cached)
     return [image for image in records.images() if image.id not in spared]
 

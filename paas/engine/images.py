@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,9 +200,6 @@ class ImageStore:
         with self._index() as index:
             # Checked under the lock: a concurrent prune deletes blobs only while holding it.
             self._check_blobs(image)
-            if image.id not in index["images"]:
-                # Not yet tagged nor cached: prune spares it for a while (see paas.engine.gc).
-                index["pending"][image.id] = time.time()
             index["images"][image.id] = image.manifest_digest
         return image
 
@@ -224,7 +220,6 @@ class ImageStore:
             if image.id not in index["images"]:
                 raise ImageNotFoundError(f"image {image.id} is not in this store")
             index["tags"][ref] = image.id
-            index["pending"].pop(image.id, None)
         return ref
 
     def cache_put(self, key: str, image: Image) -> None:
@@ -233,7 +228,6 @@ class ImageStore:
             if image.id not in index["images"]:
                 raise ImageNotFoundError(f"image {image.id} is not in this store")
             index["cache"][key] = image.id
-            index["pending"].pop(image.id, None)
 
     def cache_get(self, key: str) -> Image | None:
         """The image a build step with this key produced before, if it is still stored."""
@@ -331,7 +325,7 @@ class ImageStore:
         try:
             raw = self._index_path.read_bytes()
         except FileNotFoundError:
-            return {"images": {}, "tags": {}, "cache": {}, "pending": {}}
+            return {"images": {}, "tags": {}, "cache": {}}
         try:
             index = json.loads(raw)
         except ValueError as e:
@@ -339,7 +333,7 @@ class ImageStore:
         index.setdefault("images", {})
         index.setdefault("tags", {})
         index.setdefault("cache", {})
-        index.setdefault("pending", {})
+        index.pop("pending", None)  # an older store's record of what the config mtimes tell
         return dict(index)
 
     @contextlib.contextmanager
@@ -386,9 +380,12 @@ class Records:
         """The ids of images that are build cache entries."""
         return set(self._index["cache"].values())
 
-    def pending(self) -> dict[str, float]:
-        """Images neither tagged nor cached yet, with the time they were added."""
-        return dict(self._index["pending"])
+    def added(self, image_id: str) -> float:
+        """When the image was last added: its config blob is written anew each time."""
+        try:
+            return self._store.content.path(image_id).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
 
     def resolve(self, ref_or_id: str) -> Image:
         """An image by ref, full id or unique id prefix, as ``ImageStore.get`` finds it."""
@@ -420,6 +417,5 @@ class Records:
         for ref in refs:
             del self._index["tags"][ref]
         self.drop_cache(image_id)
-        self._index["pending"].pop(image_id, None)
         self._store._cache.pop(image_id, None)
         return refs

@@ -73,6 +73,18 @@ def test_fresh_untagged_images_and_blobs_wait_for_the_grace_period(
     os.utime(store.content.path(orphan), (old, old))
     gc.prune(store)
     assert not store.content.has(orphan)
+    os.utime(store.content.path(image.id), (old, old))  # the config blob dates the image
+    assert image.id in gc.prune(store).images
+
+
+def test_a_fresh_image_is_spared_only_while_untagged_and_uncached(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    tagged, cached = child(store, tmp_path), child(store, tmp_path)
+    store.tag(tagged, "fresh:1")
+    store.cache_put("step-key", cached)
+    removed = gc.prune(store, all=True).images
+    assert tagged.id in removed and cached.id in removed  # -a: young does not protect these
 
 
 def test_a_blob_of_a_build_in_progress_survives_and_the_build_completes(

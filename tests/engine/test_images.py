@@ -193,20 +193,6 @@ def test_history_comment_and_size(store: ImageStore, tmp_path: Path,
     assert store.size(three) == sum(store.content.size(d) for d in two.layers)
 
 
-def test_untagged_new_images_are_pending_until_tagged_or_cached(
-    store: ImageStore, two_layers: tuple[Image, Image]
-) -> None:
-    one, two = two_layers
-    with store.records() as records:
-        assert set(records.pending()) == {one.id, two.id}
-    store.tag(one, "one")
-    store.cache_put("key", two)
-    with store.records() as records:
-        assert records.pending() == {}
-    store.add_image(store.content.read_bytes(two.id), two.layers)  # again: not pending again
-    with store.records() as records:
-        assert records.pending() == {}
-
 
 def test_records_remove_drops_tags_and_cache_but_keeps_blobs(
     store: ImageStore, two_layers: tuple[Image, Image]

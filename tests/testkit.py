@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import random
 import signal
@@ -115,6 +116,23 @@ def accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def http_get(host: str, port: int, timeout: float = 5.0, path: str = "/index.html") -> str:
+    """The body of GET `path`, retrying until something answers or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                conn.request("GET", path)
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None,

@@ -3,9 +3,10 @@ and published ports.
 
 The bridge takes the subnet's first host address and is every container's gateway; traffic
 to elsewhere is masqueraded (nat.py).
-Leases live in `<root>/ipam.json` and published ports in `<root>/ports.json`, changed under
-an fcntl lock and replaced atomically, so several platform processes can allocate at once.
-Netlink errors become NetworkError.
+Leases are ipam.py's. Published ports live in `<root>/ports.json`, changed under an fcntl
+lock and replaced atomically, so several platform processes can publish at once. The veth
+requests of a start go through rtnl.py, the rest through pyroute2; netlink errors become
+NetworkError.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paas.engine import nat
+from paas.engine import rtnl
 from paas.engine.containers import PortMapping
+from paas.engine.ipam import Ipam
 from paas.errors import NetworkError
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
-IPAM_FILE = "ipam.json"
+# nat (iptables) loads in the methods that change rules: a --network none start never does.
+
 PORTS_FILE = "ports.json"
 LOCK_FILE = "network.lock"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -40,6 +43,7 @@ ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{bridge}/route_localnet"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 EGRESS_MARKER = "egress.boot"
 IFNAME_MAX = 15
+VETH_PREFIX = "veh"  # the host ends; the bridge may have other ports, which teardown keeps
 IFF_UP = 0x1
 MAX_PREFIXLEN = 30  # a bridge and one container
 
@@ -47,7 +51,7 @@ MAX_PREFIXLEN = 30  # a bridge and one container
 def veth_names(container_id: str) -> tuple[str, str]:
     """(host end, container end before it is renamed eth0): short and unique per container."""
     tag = hashlib.sha256(container_id.encode()).hexdigest()[: IFNAME_MAX - 3]
-    return f"veh{tag}", f"vec{tag}"
+    return f"{VETH_PREFIX}{tag}", f"vec{tag}"
 
 
 @contextlib.contextmanager
@@ -85,12 +89,6 @@ def _has_neighbor(ip: str) -> bool:
         return any(line.split(None, 1)[0] == ip for line in table)
 
 
-def _delete_link(ipr: IPRoute, name: str) -> None:
-    for index in ipr.link_lookup(ifname=name):
-        # ENODEV: the pair vanished on its own, with the container's namespace.
-        _tolerate(errno.ENODEV, ipr.link, "del", index=index)
-
-
 def _tolerate(code: int, call: Any, *args: Any, **kwargs: Any) -> None:
     """Make a netlink call whose failure with errno `code` means it was done already."""
     from pyroute2 import NetlinkError
@@ -117,6 +115,8 @@ class Network:
         if self.subnet.prefixlen > MAX_PREFIXLEN:
             raise NetworkError(f"subnet {subnet} is too small: /{MAX_PREFIXLEN} at most")
         self.gateway = str(next(self.subnet.hosts()))
+        self.ipam = Ipam(root, self.subnet, self._locked)
+        self._stamp: str | None = None
 
     @property
     def netmask(self) -> str:
@@ -157,13 +157,20 @@ class Network:
                 and IP_FORWARD.read_text().strip() == "1")
 
     def _egress_stamp(self) -> str:
-        """This boot and this version of the rules: an upgrade that changes them adds them."""
-        rules = repr(nat.egress_rules(self.bridge_name, str(self.subnet))).encode()
-        return f"{BOOT_ID.read_text().strip()} {hashlib.sha256(rules).hexdigest()[:12]}"
+        """This boot and this version of the rules: an upgrade that changes them adds them.
+        Worked out once per instance: neither changes while a process lives."""
+        if self._stamp is None:
+            from paas.engine import nat
+
+            rules = repr(nat.egress_rules(self.bridge_name, str(self.subnet))).encode()
+            self._stamp = f"{BOOT_ID.read_text().strip()} {hashlib.sha256(rules).hexdigest()[:12]}"
+        return self._stamp
 
     def _ensure_egress(self) -> None:
         """The NAT rules, checked once per boot of the host: every container start comes here,
         and each iptables check is a process of its own."""
+        from paas.engine import nat
+
         marker, stamp = self.root / EGRESS_MARKER, self._egress_stamp()
         with contextlib.suppress(FileNotFoundError):
             if marker.read_text() == stamp:
@@ -173,73 +180,33 @@ class Network:
 
     def leases(self) -> dict[str, str]:
         """address -> container id."""
-        return self._load()[0]
-
-    def _load(self) -> tuple[dict[str, str], str | None]:
-        """The leases and the address handed out last."""
-        try:
-            data = json.loads((self.root / IPAM_FILE).read_text())
-        except FileNotFoundError:
-            return {}, None
-        except ValueError as exc:
-            raise NetworkError(f"corrupt {self.root / IPAM_FILE}: {exc}") from None
-        return dict(data.get("leases", {})), data.get("last")
-
-    def _save(self, leases: dict[str, str], last: str | None) -> None:
-        data = {"subnet": str(self.subnet), "leases": leases, "last": last}
-        _write_json(self.root / IPAM_FILE, data)
+        return self.ipam.leases()
 
     def allocate(self, container_id: str) -> str:
-        """An address for the container: its current lease, or the next free one after the last
-        handed out. Round-robin, as Docker does: an address just released is the last to come
-        back, so peers' ARP caches and in-flight connections have time to forget it."""
-        with self._locked():
-            leases, last = self._load()
-            for ip, owner in leases.items():
-                if owner == container_id:
-                    return ip
-            # Integers, not ipaddress objects: a /16 has 65,534 hosts to walk past.
-            first = int(self.subnet.network_address) + 2  # +1 is the bridge's
-            count = self.subnet.num_addresses - 3  # no network, bridge, broadcast
-            start = int(ipaddress.IPv4Address(last)) + 1 - first if last else 0
-            for offset in range(count):
-                ip = str(ipaddress.IPv4Address(first + (start + offset) % count))
-                if ip not in leases:
-                    leases[ip] = container_id
-                    self._save(leases, last=ip)
-                    return ip
-        raise NetworkError(f"no free address left in {self.subnet}")
+        """The container's address: its lease, or a new one (see ipam.py)."""
+        return self.ipam.allocate(container_id)
 
     def release(self, container_id: str) -> None:
-        with self._locked():
-            leases, last = self._load()
-            kept = {ip: owner for ip, owner in leases.items() if owner != container_id}
-            if kept != leases:
-                self._save(kept, last)
+        self.ipam.release(container_id)
 
     def attach(self, container_id: str, pid: int, ip: str) -> None:
         """Plug the network namespace of `pid` into the bridge with a veth pair."""
-        if self.leases().get(ip) != container_id:
+        if self.ipam.owner(ip) != container_id:
             raise NetworkError(f"{ip} is not leased to container {container_id}")
         host, peer = veth_names(container_id)
         bridge = self._bridge_index()
-        # Each netlink request costs ~1 ms of pyroute2 here: the pair is made in one, its
-        # host end already up on the bridge, its peer born in the container's namespace
-        # (moving it there afterwards makes the kernel wait for an RCU grace period, ~20 ms).
-        veth = {"ifname": host, "kind": "veth", "master": bridge, "state": "up",
-                "peer": {"ifname": peer, "net_ns_pid": pid}}
-        from pyroute2 import NetlinkError
-
-        with _netlink(f"cannot attach container {container_id}") as ipr:
+        try:
             if _has_neighbor(ip):  # the MAC of a container that held this address before
-                _tolerate(errno.ENOENT, ipr.neigh, "del", dst=ip, ifindex=bridge)
+                rtnl.delete_neighbor(ip, bridge)
             try:
-                ipr.link("add", **veth)
-            except NetlinkError as exc:
-                if exc.code != errno.EEXIST:
-                    raise
-                _delete_link(ipr, host)  # a leftover from a start that died half-way
-                ipr.link("add", **veth)
+                rtnl.add_veth(host, peer, master=bridge, peer_pid=pid)
+            except FileExistsError:
+                # A leftover: from a start that died half-way, or the pair of this
+                # container's previous run, which its dying namespace has not taken yet.
+                rtnl.delete_link(host)
+                rtnl.add_veth(host, peer, master=bridge, peer_pid=pid)
+        except OSError as exc:
+            raise NetworkError(f"cannot attach container {container_id}: {exc.strerror}") from None
 
     def _bridge_index(self) -> int:
         try:
@@ -248,12 +215,31 @@ class Network:
             raise NetworkError(f"bridge {self.bridge_name} does not exist") from None
 
     def detach(self, container_id: str) -> None:
-        """Delete the host end of the container's veth (its peer goes with it)."""
+        """Delete the host end of the container's veth, and with it its peer, now.
+
+        A container that exited needs none of this: the kernel deletes the pair with its
+        network namespace, in the background; deleting it here would wait for that (the
+        RTNL lock, an RCU grace period: 20-40 ms). What the kernel has not removed yet by
+        the time the same container starts again, attach replaces, and teardown sweeps."""
         host, _ = veth_names(container_id)
-        if not Path(f"/sys/class/net/{host}").exists():
-            return  # the usual case: it went with the container's namespace
-        with _netlink(f"cannot detach container {container_id}") as ipr:
-            _delete_link(ipr, host)
+        try:
+            rtnl.delete_link(host)
+        except OSError as exc:
+            raise NetworkError(f"cannot detach container {container_id}: {exc.strerror}") from None
+
+    def _sweep_ports(self) -> None:
+        """Delete the veths still on the bridge: pairs of exited containers that the kernel
+        has not removed yet (deleting a bridge would leave them behind, unplugged)."""
+        try:
+            ports = os.listdir(f"/sys/class/net/{self.bridge_name}/brif")
+        except FileNotFoundError:
+            return
+        for port in ports:
+            if port.startswith(VETH_PREFIX):
+                try:
+                    rtnl.delete_link(port)
+                except OSError as exc:
+                    raise NetworkError(f"cannot delete {port}: {exc.strerror}") from None
 
     def published(self) -> dict[str, dict[str, str]]:
         """"<proto>/<host port>" -> {"container": id, "ip": its address, "host_ip": ...}."""
@@ -267,6 +253,8 @@ class Network:
     def publish(self, container_id: str, ip: str, ports: Sequence[PortMapping]) -> None:
         """Forward the host ports to the container at `ip`. A host port is one container's:
         another of this network, or a host process listening on it, makes this fail."""
+        from paas.engine import nat
+
         if not ports:
             return
         with self._locked():
@@ -289,9 +277,14 @@ class Network:
             except (NetworkError, OSError) as exc:
                 _write_json(self.root / PORTS_FILE, taken)
                 raise NetworkError(f"cannot publish the ports of {container_id}: {exc}") from None
+            # After the DNAT, or a datagram in between would start a flow that bypasses it; a
+            # failure here leaves rules and record together, for unpublish.
+            nat.forget_udp_flows(ports)
 
     def unpublish(self, container_id: str) -> None:
         """Remove the container's published ports, their rules and their records."""
+        from paas.engine import nat
+
         with self._locked():
             taken = self.published()
             kept = {key: pub for key, pub in taken.items() if pub["container"] != container_id}
@@ -302,10 +295,14 @@ class Network:
 
     def teardown(self) -> None:
         """Remove every veth of a lease, all leases, the bridge's rules, and the bridge."""
+        from paas.engine import nat
+
+        leased = set(self.leases().values())  # before the lock, which a conversion takes
         with self._locked():
-            for container_id in set(self.leases().values()):
+            for container_id in leased:
                 self.detach(container_id)
-            (self.root / IPAM_FILE).unlink(missing_ok=True)
+            self._sweep_ports()  # and the veths of a container leasing meanwhile
+            self.ipam.clear()
             nat.remove_bridge(self.bridge_name)
             (self.root / PORTS_FILE).unlink(missing_ok=True)
             (self.root / EGRESS_MARKER).unlink(missing_ok=True)

@@ -1,8 +1,9 @@
-"""Network against the real kernel: a bridge, leases in a JSON file, veths into a netns we own."""
+"""Network against the real kernel: a bridge, leases in a directory of symlinks, veths into a netns we own."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import signal
@@ -226,3 +227,95 @@ def test_a_thousand_attach_cycles_leave_nothing_behind(network: Network, netns_p
     network.teardown()
     assert _addresses_in(SUBNET) == [] and BRIDGE not in link_names()
     assert iptables_rules(nat.bridge_tag(BRIDGE)) == []
+
+
+def test_a_root_from_before_keeps_its_leases(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    net = ipaddress.IPv4Network(SUBNET)
+    old = {"subnet": SUBNET, "leases": {str(net[2]): "a", str(net[5]): "b"}, "last": str(net[5])}
+    (root / "ipam.json").write_text(json.dumps(old))
+    network = Network(root, BRIDGE, SUBNET)
+    assert network.leases() == old["leases"]
+    assert network.allocate("b") == str(net[5])
+    assert network.allocate("c") == str(net[6])  # round-robin goes on after the old "last"
+    assert not (root / "ipam.json").exists()
+    network.release("a")
+    assert Network(root, BRIDGE, SUBNET).leases() == {str(net[5]): "b", str(net[6]): "c"}
+
+
+def test_an_owner_link_without_its_lease_means_nothing(tmp_path: Path) -> None:
+    """What a crash between the two links of an allocation leaves."""
+    network = Network(tmp_path / "net", BRIDGE, SUBNET)
+    taken = network.allocate("other")
+    (tmp_path / "net" / "ipam" / "owners" / "c1").symlink_to(taken)
+    network.release("c1")  # must not free the address of "other"
+    assert network.leases() == {taken: "other"}
+    (tmp_path / "net" / "ipam" / "owners" / "c1").symlink_to(taken)
+    mine = network.allocate("c1")
+    assert mine != taken and network.leases() == {taken: "other", mine: "c1"}
+    with pytest.raises(NetworkError, match="invalid container id"):
+        network.allocate("../escape")
+
+
+def _allocate_many(args: tuple[str, int]) -> list[tuple[str, str]]:
+    root, worker = args
+    own = Network(Path(root), BRIDGE, SUBNET)
+    return [(own.allocate(f"p{worker}-{i}"), f"p{worker}-{i}") for i in range(20)]
+
+
+def test_allocators_in_processes_and_threads_at_once_never_collide(network: Network) -> None:
+    with ProcessPoolExecutor(3) as procs, ThreadPoolExecutor(3) as threads:
+        jobs = [procs.submit(_allocate_many, (str(network.root), w)) for w in range(3)]
+        jobs += [threads.submit(_allocate_many, (str(network.root), w)) for w in range(3, 6)]
+        pairs = [pair for job in jobs for pair in job.result()]
+    assert len({ip for ip, _ in pairs}) == len(pairs) == 120
+    assert network.leases() == dict(pairs)
+
+
+def test_attach_replaces_a_leftover_pair_of_the_same_container(
+    network: Network, netns_pid: int
+) -> None:
+    network.ensure_bridge()
+    ip = network.allocate("c1")
+    network.attach("c1", netns_pid, ip)
+    network.attach("c1", netns_pid, ip)  # as after a start that died half-way
+    assert veth_names("c1")[0] in link_names()
+    assert Path(f"/proc/{netns_pid}/net/dev").read_text().count(veth_names("c1")[1]) == 1
+    network.detach("c1")
+    network.detach("c1")  # nothing left to delete: not an error
+    assert veth_names("c1")[0] not in link_names()
+
+
+def test_attach_to_a_vanished_process_raises(network: Network) -> None:
+    network.ensure_bridge()
+    ip = network.allocate("c1")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with pytest.raises(NetworkError, match="cannot attach container c1"):
+        network.attach("c1", gone.pid, ip)
+    assert veth_names("c1")[0] not in link_names()
+
+
+def test_the_pair_goes_with_its_namespace_and_teardown_sweeps_the_rest(
+    network: Network, netns_pid: int
+) -> None:
+    """Containers that exit are not detached: the kernel deletes their pair with their
+    namespace. One whose namespace lives on is swept by teardown, lease or not."""
+    network.ensure_bridge()
+    holder = subprocess.Popen([sys.executable, "-c", NETNS_HOLDER], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"ready\n"
+        network.attach("c1", holder.pid, network.allocate("c1"))
+        network.attach("c2", netns_pid, network.allocate("c2"))
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 10
+    while veth_names("c1")[0] in link_names():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    network.release("c2")  # its pair lives on, in a namespace that is still there
+    network.teardown()
+    assert veth_names("c2")[0] not in link_names()
+    assert "vec" not in Path(f"/proc/{netns_pid}/net/dev").read_text()

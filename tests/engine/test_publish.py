@@ -1,17 +1,20 @@
 """Published ports (`-p`) on real busybox containers: reachable from the host's loopback and
-from other containers, one owner per host port, and no rule left once a container stops."""
+from other containers, one owner per host port, and no rule left once a container stops.
+TCP is served by busybox's httpd; UDP by a socket the test opens in the container's network
+namespace, as busybox's nc has no UDP mode: the datagrams take the container's path all the same."""
 
 from __future__ import annotations
 
-import http.client
+import ctypes
 import json
+import os
 import socket
-import time
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from testkit import accepts, free_port, iptables_rules
+from testkit import accepts, free_port, http_get, iptables_rules
 
 from paas.engine import nat
 from paas.engine.containers import ContainerSpec, ContainerStatus, PortMapping
@@ -33,20 +36,68 @@ def start_httpd(engine: Engine, name: str, *ports: PortMapping) -> str:
     return engine.runtime.start(engine.runtime.create(spec).id).id
 
 
-def http_get(host: str, port: int, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+
+
+CLONE_NEWNET = 0x40000000
+UDP_PORT = 5353
+DATAGRAM_TIMEOUT_S = 0.5
+DATAGRAM_TRIES = 20
+
+
+def start_sleeper(engine: Engine, *ports: PortMapping) -> str:
+    spec = busybox_spec(engine, "sleep", "600", ports=ports)
+    return engine.runtime.start(engine.runtime.create(spec).id).id
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def udp_socket_in(engine: Engine, container_id: str) -> socket.socket:
+    """A UDP socket in the container's network namespace: a thread enters the namespace (only
+    that thread moves, and it ends), and the socket stays in the namespace it was made in."""
+    pid = engine.runtime.get(container_id).pid
+    made: list[socket.socket] = []
+    failed: list[OSError] = []
+
+    def make() -> None:
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
         try:
-            conn = http.client.HTTPConnection(host, port, timeout=1)
-            try:
-                conn.request("GET", "/index.html")
-                return conn.getresponse().read().decode()
-            finally:
-                conn.close()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                failed.append(OSError(ctypes.get_errno(), "setns"))
+                return
+            made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    made[0].settimeout(DATAGRAM_TIMEOUT_S)
+    return made[0]
+
+
+def udp_echo_once(server: socket.socket, client: socket.socket, to: tuple[str, int]) -> tuple[
+        tuple[str, int], tuple[str, int]]:
+    """Send a datagram from `client` to `to` (again until `server` gets it: a first datagram
+    may wait on ARP), echo it back; (where the server saw it from, where the reply came from)."""
+    payload = os.urandom(8).hex().encode()
+    for _ in range(DATAGRAM_TRIES):
+        client.sendto(payload, to)
+        try:
+            data, peer = server.recvfrom(1024)
+        except TimeoutError:
+            continue
+        assert data == payload
+        server.sendto(b"echo " + data, peer)
+        reply, source = client.recvfrom(1024)
+        assert reply == b"echo " + payload
+        return peer, source
+    raise AssertionError(f"no datagram reached {to}")
 
 
 def run_output(engine: Engine, script: str, **kwargs: object) -> tuple[int, list[str]]:
@@ -151,3 +202,49 @@ def test_port_mappings_parse_validate_and_persist() -> None:
     assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
     older = {key: value for key, value in asdict(spec).items() if key != "ports"}
     assert ContainerSpec.from_json(older).ports == ()
+
+
+def test_published_udp_port_echoes_from_host_loopback_and_from_a_container(
+    busybox_engine: Engine,
+) -> None:
+    port = free_udp_port()
+    server_id = start_sleeper(busybox_engine, PortMapping(port, UDP_PORT, "udp"))
+    client_id = start_sleeper(busybox_engine)
+    gateway = busybox_engine.network.gateway
+    with udp_socket_in(busybox_engine, server_id) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as host_client, \
+            udp_socket_in(busybox_engine, client_id) as container_client:
+        server.bind(("0.0.0.0", UDP_PORT))
+        host_client.settimeout(DATAGRAM_TIMEOUT_S)
+        # From the host's loopback (OUTPUT DNAT); masqueraded, as the container cannot answer 127/8.
+        peer, source = udp_echo_once(server, host_client, ("127.0.0.1", port))
+        assert peer[0] == gateway and source == ("127.0.0.1", port)
+        # From another container through the host's address (PREROUTING DNAT, hairpin).
+        peer, source = udp_echo_once(server, container_client, (gateway, port))
+        assert peer[0] == gateway and source == (gateway, port)
+    tag = nat.container_tag(busybox_engine.network.bridge_name, server_id)
+    assert len(iptables_rules(tag)) == 2 and all("-p udp" in rule for rule in iptables_rules(tag))
+    assert set(busybox_engine.network.published()) == {f"udp/{port}"}
+
+
+def test_a_restarted_udp_container_gets_datagrams_of_a_flow_it_had_before(
+    busybox_engine: Engine,
+) -> None:
+    """A UDP flow keeps its conntrack entry, NAT to the old address included, while datagrams
+    keep coming; after a restart at a new address they must reach the new one."""
+    port = free_udp_port()
+    runtime = busybox_engine.runtime
+    container_id = start_sleeper(busybox_engine, PortMapping(port, UDP_PORT, "udp"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(DATAGRAM_TIMEOUT_S)
+        client.bind(("127.0.0.1", 0))  # one source port: one conntrack flow throughout
+        with udp_socket_in(busybox_engine, container_id) as server:
+            server.bind(("0.0.0.0", UDP_PORT))
+            udp_echo_once(server, client, ("127.0.0.1", port))
+        old_ip = runtime.get(container_id).ip
+        runtime.stop(container_id, timeout=1)
+        runtime.start(container_id)
+        assert runtime.get(container_id).ip != old_ip
+        with udp_socket_in(busybox_engine, container_id) as server:
+            server.bind(("0.0.0.0", UDP_PORT))
+            udp_echo_once(server, client, ("127.0.0.1", port))

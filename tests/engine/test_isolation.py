@@ -15,7 +15,7 @@ import pytest
 from test_escape import run
 
 from paas.engine.engine import Engine
-from paas.engine.runtime import _libc, caps, safepath, seccomp, security
+from paas.engine.runtime import _libc, caps, safepath, seccomp
 from paas.errors import ContainerError
 
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"
@@ -94,7 +94,7 @@ def test_only_fds_0_to_2_reach_the_app(busybox_engine: Engine) -> None:
 def test_cgroup_namespace_is_private_exactly_on_cgroup_v2(busybox_engine: Engine) -> None:
     inside = run(busybox_engine, "readlink /proc/self/ns/cgroup")[0]
     host = os.readlink("/proc/self/ns/cgroup")
-    assert (inside != host) == os.path.exists(security.CGROUP2_MARKER)
+    assert (inside != host) == busybox_engine.runtime.cgroups.unified
 
 
 def _syscall_results(calls: dict[str, tuple[int, ...]]) -> dict[str, int]:

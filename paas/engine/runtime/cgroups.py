@@ -1,9 +1,10 @@
 """Control groups: one parent group per engine root, one child group per container.
 
-Works on cgroup v2 (the unified hierarchy at /sys/fs/cgroup) and on v1/hybrid hosts,
-where the memory, cpu, cpuacct and pids controllers each have their own hierarchy (cpu and
-cpuacct are often one, mounted twice). Besides limits it reads what a container used
-(`stats`) and whether the kernel's OOM killer struck in it (`oom_kills`).
+Works on cgroup v2 (the unified hierarchy at /sys/fs/cgroup, with the controllers the host
+offers there) and on v1/hybrid hosts, where the memory, cpu, cpuacct and pids controllers each
+have their own hierarchy (cpu and cpuacct are often one, mounted twice). A limit on a
+controller the host lacks is an error, never silently dropped. Besides limits it reads what
+a container used (`stats`) and whether the kernel's OOM killer struck in it (`oom_kills`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from paas.errors import ContainerError
 
 CGROUP_BASE = Path("/sys/fs/cgroup")
-# cpuacct carries the v1 CPU time; in v2 the cpu controller does.
+# cpuacct carries the v1 CPU time; v2 keeps it in every group's cpu.stat.
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 # v1 writes "no limit" as the largest page-aligned value; anything this big is no limit.
@@ -25,6 +26,7 @@ UNLIMITED = 1 << 62
 OOM_KILLED = "OOM killed"
 CPU_PERIOD_US = 100_000
 RMDIR_TIMEOUT = 5.0
+CREATE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,24 +81,37 @@ def _rmdir(path: Path, timeout: float = RMDIR_TIMEOUT) -> None:
 
 
 class Cgroups:
-    """Create, fill, limit and remove the cgroups of one engine root."""
+    """Create, fill, limit and remove the cgroups of one engine root.
+
+    A parent group lives only while it holds container groups: the last `remove` takes it
+    away, so a root deleted without `teardown` leaves nothing behind in the hierarchies.
+    """
 
     def __init__(self, root: Path, base: Path = CGROUP_BASE) -> None:
         self.name = group_name(root)
+        self.base = base
         self.unified = (base / "cgroup.controllers").is_file()
         if self.unified:
             self.parents = [base / self.name]
+            self.controllers = frozenset(_words(base / "cgroup.controllers"))
         else:
             self.parents = [h / self.name for h in _v1_hierarchies(base)]
-        self.base = base
+            self.controllers = frozenset(c for c in V1_CONTROLLERS if (base / c).is_dir())
 
     def paths(self, container_id: str) -> list[Path]:
         return [parent / container_id for parent in self.parents]
 
     def create(self, container_id: str, limits: Limits) -> None:
-        self._ensure_parents()
-        for path in self.paths(container_id):
-            path.mkdir(exist_ok=True)
+        self._check(limits)
+        for attempt in range(CREATE_ATTEMPTS):
+            self._ensure_parents()
+            try:
+                for path in self.paths(container_id):
+                    _mkdir(path)
+                break
+            except FileNotFoundError:  # another process removed the emptied parent meanwhile
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise ContainerError(f"cannot create the cgroups of {container_id}") from None
         if self.unified:
             self._limit_v2(self.parents[0] / container_id, limits)
         else:
@@ -109,6 +124,8 @@ class Cgroups:
     def remove(self, container_id: str) -> None:
         for path in self.paths(container_id):
             _rmdir(path)
+        for parent in self.parents:
+            _rmdir_if_empty(parent)
 
     def teardown(self) -> None:
         """Remove every container group of this root, then the parent groups."""
@@ -119,27 +136,44 @@ class Cgroups:
                         _rmdir(child)
                 _rmdir(parent)
 
+    def _check(self, limits: Limits) -> None:
+        """A limit on a controller the host lacks would silently not hold: refuse it."""
+        asked = (("memory", limits.memory_bytes, "memory"), ("cpu", limits.cpus, "CPU"),
+                 ("pids", limits.pids_limit, "pids"))
+        for controller, value, what in asked:
+            if value is not None and controller not in self.controllers:
+                layout = "cgroup v2 hierarchy" if self.unified else "cgroup v1 hierarchies"
+                raise ContainerError(
+                    f"cannot set a {what} limit: the {controller} controller is not in this "
+                    f"host's {layout} at {self.base}"
+                )
+
     def _ensure_parents(self) -> None:
         for parent in self.parents:
-            parent.mkdir(exist_ok=True)
+            try:
+                parent.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ContainerError(f"cannot create cgroup {parent}: {exc.strerror}") from None
+            # A hierarchy unmounted since we looked leaves a plain directory: no cgroup.
+            if not self.unified and not (parent / "cgroup.procs").is_file():
+                parent.rmdir()
+                raise ContainerError(f"cgroup hierarchy {parent.parent} is no longer mounted")
         if self.unified:
-            wanted = self._v2_controllers()
-            # Controllers must be enabled top-down before the child groups can use them.
+            wanted = [c for c in V2_CONTROLLERS if c in self.controllers]
+            # Enabled top-down: a group offers its children only what its parent enabled.
             for group in (self.base, self.parents[0]):
-                _write(group / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
-
-    def _v2_controllers(self) -> list[str]:
-        available = (self.base / "cgroup.controllers").read_text().split()
-        return [c for c in V2_CONTROLLERS if c in available]
+                _enable(group, wanted)
 
     def _limit_v1(self, container_id: str, limits: Limits) -> None:
         by_name = {p.parent.name: p / container_id for p in self.parents}
-        if limits.memory_bytes is not None and "memory" in by_name:
+        if limits.memory_bytes is not None:
             _write(by_name["memory"] / "memory.limit_in_bytes", str(limits.memory_bytes))
-        if limits.cpus is not None and "cpu" in by_name:
+        if limits.cpus is not None:
             _write(by_name["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(by_name["cpu"] / "cpu.cfs_quota_us", str(int(limits.cpus * CPU_PERIOD_US)))
-        if limits.pids_limit is not None and "pids" in by_name:
+        if limits.pids_limit is not None:
             _write(by_name["pids"] / "pids.max", str(limits.pids_limit))
 
     @staticmethod
@@ -150,7 +184,6 @@ class Cgroups:
             _write(path / "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         if limits.pids_limit is not None:
             _write(path / "pids.max", str(limits.pids_limit))
-
 
     # -- usage -----------------------------------------------------------------------------
 
@@ -176,6 +209,39 @@ class Cgroups:
             return _keyed(path / name).get("oom_kill", 0)
         except FileNotFoundError:
             return 0
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ContainerError(f"cannot create cgroup {path}: {exc.strerror}") from None
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    """Remove a parent group unless other container groups still live in it."""
+    try:
+        path.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+            raise ContainerError(f"cannot remove cgroup {path}: {exc.strerror}") from None
+
+
+def _enable(group: Path, controllers: list[str]) -> None:
+    """Enable `controllers` for the children of `group` (a read first: usually all are on)."""
+    try:
+        enabled = _words(group / "cgroup.subtree_control")
+    except FileNotFoundError:
+        enabled = []
+    missing = [c for c in controllers if c not in enabled]
+    if missing:
+        _write(group / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+
+def _words(path: Path) -> list[str]:
+    return path.read_text().split()
 
 
 def _v1_hierarchies(base: Path) -> list[Path]:
@@ -231,14 +297,26 @@ def _stats_v1(paths: list[Path]) -> Stats:
 
 
 def _stats_v2(path: Path) -> Stats:
-    cache = _keyed(path / "memory.stat").get("inactive_file", 0)
+    """cpu.stat is always there (the core keeps it); memory and pids files only when the host
+    offers those controllers: without, usage reads 0 and the limit none."""
+    memory = 0
+    if (path / "memory.current").is_file():
+        cache = _keyed(path / "memory.stat").get("inactive_file", 0)
+        memory = max(0, (_number(path / "memory.current") or 0) - cache)
     return Stats(
-        memory_bytes=max(0, (_number(path / "memory.current") or 0) - cache),
-        memory_limit=_number(path / "memory.max"),
+        memory_bytes=memory,
+        memory_limit=_optional_number(path / "memory.max"),
         cpu_ns=_keyed(path / "cpu.stat").get("usage_usec", 0) * 1000,
-        pids=_number(path / "pids.current") or 0,
-        pids_limit=_number(path / "pids.max"),
+        pids=_optional_number(path / "pids.current") or 0,
+        pids_limit=_optional_number(path / "pids.max"),
     )
+
+
+def _optional_number(path: Path) -> int | None:
+    try:
+        return _number(path)
+    except FileNotFoundError:
+        return None
 
 
 def procs(path: Path) -> list[int]:

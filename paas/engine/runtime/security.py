@@ -8,12 +8,9 @@ filter last: after it, mount, unshare and the like are denied even to the code t
 from __future__ import annotations
 
 import os
-import os.path
 
 from paas.engine.runtime import _libc, caps
 from paas.engine.runtime.users import Identity
-
-CGROUP2_MARKER = "/sys/fs/cgroup/cgroup.controllers"  # only a cgroup v2 root has this file
 
 
 def confine(who: Identity, seccomp_program: bytes) -> None:
@@ -32,7 +29,9 @@ def hide_from_ptrace() -> None:
     _libc.prctl(_libc.PR_SET_DUMPABLE, 0)
 
 
-def own_cgroup_namespace() -> None:
-    """On cgroup v2, show the container its own cgroup as the root (v1: leave as Docker does)."""
-    if os.path.exists(CGROUP2_MARKER):
+def own_cgroup_namespace(enabled: bool) -> None:
+    """Show the container its own cgroup as the root when the engine's groups are v2 (Docker's
+    "private" default there); on v1 it keeps the host's view, as Docker's "host" default does.
+    The engine decides (LaunchSpec.cgroupns): a hybrid host has v2 mounted next to v1."""
+    if enabled:
         _libc.unshare(_libc.CLONE_NEWCGROUP)

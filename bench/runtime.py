@@ -21,13 +21,14 @@ carry a label; only those are removed. Run: ``.venv/bin/python bench/runtime.py 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
 import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,9 @@ def start_sides(setup: Setup, network: str) -> dict[str, Callable[[], object]]:
         "crun": lambda: b.run(["crun", "--root", str(crun_root), "run", "--bundle", str(setup.bundle),
                                f"pb{secrets.token_hex(6)}"]),
         "ours CLI": lambda: b.run([str(b.PAAS), "engine", "run", "--rm", "--network", network,
-                                   BUSYBOX_REF, "true"], env=env),
+                                   BUSYBOX_REF, "true"], env={**env, "PAAS_ENGINE_SERVER": "0"}),
+        "ours CLI server": lambda: b.run([str(b.PAAS), "engine", "run", "--rm", "--network", network,
+                                          BUSYBOX_REF, "true"], env=env),  # via engine_server()
         f"podman {network}": lambda: podman(setup, "run", "--rm", *net, "--label", label,
                                             setup.podman_image, "true"),
     }
@@ -187,11 +190,37 @@ def start_sides(setup: Setup, network: str) -> dict[str, Callable[[], object]]:
     return sides
 
 
+@contextlib.contextmanager
+def engine_server(setup: Setup) -> Iterator[None]:
+    """`paas engine serve` for the bench's root: the "ours CLI server" side goes through it
+    (the thin client forwards to it), "ours CLI" opts out and runs in-process."""
+    env = setup.ours.cli_env()
+    sock = setup.ours.settings.engine_root / "engine.sock"
+    proc = subprocess.Popen([str(b.PAAS), "engine", "serve"], env=env, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def measure_start(setup: Setup, network: str, runs: int) -> dict[str, list[float]]:
     api, run_only = api_side(setup, network)
     sides: dict[str, Callable[[], object]] = {"ours API": api, **start_sides(setup, network)}
     samples: dict[str, list[float]] = {name: [] for name in sides}
     names = list(sides)
+    with engine_server(setup):
+        _rounds(sides, samples, names, network, runs)
+    samples["ours API run only"] = run_only[1:]
+    return samples
+
+
+def _rounds(sides: dict[str, Callable[[], object]], samples: dict[str, list[float]], names: list[str],
+            network: str, runs: int) -> None:
     for n in range(runs + 1):  # round 0 warms up
         if n % 10 == 0:
             b.say(f"{network}: round {n}/{runs}")
@@ -202,8 +231,6 @@ def measure_start(setup: Setup, network: str, runs: int) -> dict[str, list[float
                 sides[name]()
             if n > 0:
                 samples[name] += taken
-    samples["ours API run only"] = run_only[1:]
-    return samples
 
 
 def report_start(none: dict[str, list[float]], bridge: dict[str, list[float]] | None, runs: int) -> None:
@@ -219,6 +246,9 @@ def report_start(none: dict[str, list[float]], bridge: dict[str, list[float]] | 
         ["ours: paas engine run --rm --network none", b.fmt_ms(med["ours CLI"]),
          b.fmt_ratio(med["ours CLI"], crun),
          b.fmt_ratio(med["ours CLI"], podman), b.verdict(cli_ratio, 1 / 3).replace("0.333333x", "1/3"), ""],
+        ["ours: paas engine run --rm (engine server)", b.fmt_ms(med["ours CLI server"]),
+         b.fmt_ratio(med["ours CLI server"], crun), b.fmt_ratio(med["ours CLI server"], podman),
+         b.verdict(b.ratio(med["ours CLI server"], podman), 1 / 3).replace("0.333333x", "1/3"), ""],
         ["crun run (bundle, same rootfs)", b.fmt_ms(crun), "1.00x", b.fmt_ratio(crun, podman), "",
          ISSUE_MS["crun"]],
         ["podman run --rm --network none", b.fmt_ms(podman), b.fmt_ratio(podman, crun), "1.00x", "",

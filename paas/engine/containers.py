@@ -8,10 +8,12 @@ processes: whether a recorded pid is still alive is the runtime's business.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -25,6 +27,7 @@ from paas.engine.runtime.launchspec import (
     EXIT_CODE_FILE,
     Bind,
 )
+from paas.engine.runtime.restart import RestartPolicy
 from paas.errors import ContainerError
 
 NetworkMode = Literal["bridge", "none", "host"]
@@ -33,6 +36,9 @@ PortProto = Literal["tcp", "udp"]
 PORT_PROTOS: tuple[str, ...] = ("tcp", "udp")
 ANY_HOST_IP = "0.0.0.0"
 LOG_FILE = "container.log"
+# Not a container (ids never start with a dot): see ContainerStore.scratch.
+SCRATCH_DIR = ".init"
+TRASH_PREFIX = ".trash-"  # a removed container's dir while a thread deletes it
 
 
 class ContainerStatus(StrEnum):
@@ -101,8 +107,15 @@ class ContainerSpec:
     ports: tuple[PortMapping, ...] = ()
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # the log rotates past this size...
     log_files: int = DEFAULT_LOG_FILES  # ...keeping this many files
+    restart: str = "no"  # the restart policy, as `--restart` takes it (see runtime.restart)
+    auto_remove: bool = False  # `-d --rm`: the monitor removes it when it exits
+    tty: bool = False  # `-t`: the app's stdio is a pty of the container (the shim logs it)
+    interactive: bool = False  # `-i`: the app's stdin stays open for an attached client
 
     def __post_init__(self) -> None:
+        policy = RestartPolicy.parse(self.restart)
+        if self.auto_remove and policy.needs_monitor:
+            raise ContainerError(f"container {self.name!r}: a restart policy and auto-remove conflict")
         if not self.argv:
             raise ContainerError(f"container {self.name!r}: argv must not be empty")
         if not self.lowerdirs:
@@ -143,6 +156,9 @@ class ContainerState:
     finished_at: float | None = None
     exit_code: int | None = None
     error: str | None = None
+    restart_count: int = 0  # restarts by the monitor since the last start by a user
+    stopped_by_user: bool = False  # a stop/kill through the engine: no restart (see restart.py)
+    boot_id: str | None = None  # the host boot of the last start: a later boot means it died
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +189,44 @@ class Container:
         return self.spec.labels
 
 
+def _read(path: str) -> bytes | None:
+    """The file's bytes; None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _remove_tree(path: str) -> None:
+    try:  # most of it are files and empty dirs: rmtree would open and stat each
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    _remove_dir(entry.path)
+                else:
+                    os.unlink(entry.path)
+        os.rmdir(path)
+    except OSError:  # anything unusual (a race, a permission): rmtree sorts it out
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_dir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        shutil.rmtree(path)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    _write_text(path, json.dumps(data, indent=1))
+
+
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -184,53 +235,91 @@ class ContainerStore:
 
     def __init__(self, root: Path) -> None:
         self.base = root / "containers"
+        self._base = str(self.base)
 
     def dir(self, container_id: str) -> Path:
+        return Path(self._dir(container_id))
+
+    def _dir(self, container_id: str) -> str:
+        """dir() as a str: the records are read several times a start, pathlib is slow."""
         if not container_id or "/" in container_id or container_id.startswith("."):
             raise ContainerError(f"invalid container id {container_id!r}")
-        return self.base / container_id
+        return f"{self._base}/{container_id}"
 
     def add(self, spec: ContainerSpec) -> str:
         container_id = uuid.uuid4().hex
-        path = self.dir(container_id)
-        for sub in ("upper", "work", "rootfs", "init"):
-            (path / sub).mkdir(parents=True)
-        _write_json(path / "spec.json", spec.to_json())
-        self.save_state(container_id, ContainerState())
-        return container_id
+        path = self._dir(container_id)
+        try:
+            os.mkdir(path)
+        except FileNotFoundError:  # the first container of this root
+            os.makedirs(path)
+        for sub in ("upper", "work"):
+            os.mkdir(f"{path}/{sub}")
+        _write_json(Path(path) / "spec.json", spec.to_json())
+        return container_id  # no state.json yet: load reads that as a fresh ContainerState()
+
+    def scratch(self) -> Path:
+        """Where each container's init mounts a tmpfs of its own (the init layer and the
+        root's mount point, see runtime.rootfs): in its own mount namespace, so this one
+        empty dir serves them all and a container's dir holds no mount point."""
+        path = self.base / SCRATCH_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def ids(self) -> list[str]:
         if not self.base.is_dir():
             return []
-        return sorted(p.name for p in self.base.iterdir() if (p / "spec.json").is_file())
+        return sorted(p.name for p in self.base.iterdir()
+                      if not p.name.startswith(".") and (p / "spec.json").is_file())
 
     def load(self, container_id: str) -> tuple[ContainerSpec, ContainerState]:
-        path = self.dir(container_id)
+        path = self._dir(container_id)
+        raw_spec = _read(f"{path}/spec.json")
+        if raw_spec is None:
+            raise ContainerError(f"no such container: {container_id}")
+        raw_state = _read(f"{path}/state.json")
         try:
-            spec = ContainerSpec.from_json(json.loads((path / "spec.json").read_text()))
-            state = ContainerState(**json.loads((path / "state.json").read_text()))
-        except FileNotFoundError:
-            raise ContainerError(f"no such container: {container_id}") from None
+            spec = ContainerSpec.from_json(json.loads(raw_spec))
+            # no state.json: never started
+            state = ContainerState() if raw_state is None else ContainerState(**json.loads(raw_state))
         except (ValueError, TypeError, KeyError) as exc:
             raise ContainerError(f"container {container_id}: corrupt record: {exc}") from None
         return spec, self._with_result_files(path, state)
 
     def save_state(self, container_id: str, state: ContainerState) -> None:
-        _write_json(self.dir(container_id) / "state.json", asdict(state))
+        path = f"{self._dir(container_id)}/state.json"
+        text = json.dumps(asdict(state), indent=1)
+        if _read(path) == text.encode():  # saved again unchanged (a stop after a wait)
+            return
+        _write_text(Path(path), text)
 
     def clear_result_files(self, container_id: str) -> None:
         for name in (EXIT_CODE_FILE, ERROR_FILE):
             (self.dir(container_id) / name).unlink(missing_ok=True)
 
     def delete(self, container_id: str) -> None:
-        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+        """Gone at once for every reader (a rename); its files go in a thread, which the
+        interpreter waits for at exit (a crash leaves a `.trash-` dir: no container)."""
+        path = self._dir(container_id)
+        trash = f"{self._base}/{TRASH_PREFIX}{container_id}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        except OSError:  # a trash dir of a crash in the way
+            _remove_tree(path)
+            return
+        threading.Thread(target=_remove_tree, args=(trash,), name="paas-delete").start()
 
     @staticmethod
-    def _with_result_files(path: Path, state: ContainerState) -> ContainerState:
+    def _with_result_files(path: str, state: ContainerState) -> ContainerState:
         """Fold in what the container's init wrote itself (it cannot touch state.json)."""
         if state.exit_code is None:
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                state = replace(state, exit_code=int((path / EXIT_CODE_FILE).read_text()))
-        if state.error is None and (path / ERROR_FILE).is_file():
-            state = replace(state, error=(path / ERROR_FILE).read_text().strip() or None)
+            code = _read(f"{path}/{EXIT_CODE_FILE}")
+            with contextlib.suppress(ValueError):
+                state = state if code is None else replace(state, exit_code=int(code))
+        if state.error is None:
+            error = _read(f"{path}/{ERROR_FILE}")
+            if error is not None:
+                state = replace(state, error=error.decode(errors="replace").strip() or None)
         return state

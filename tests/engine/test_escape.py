@@ -127,6 +127,19 @@ def test_host_root_is_unreachable_through_proc(busybox_engine: Engine, tmp_path:
     assert not [line for line in lines if marker in line and "overlay" not in line]
 
 
+def test_pid1_is_the_shim_and_not_dumpable(busybox_engine: Engine) -> None:
+    # exec makes a process dumpable again: the shim turns it off before the app may run
+    script = (
+        "cat /proc/1/exe > /dev/null && echo EXE; cat /proc/1/environ && echo ENV; "
+        "ls /proc/1/root/ && echo ROOT; readlink /proc/1/fd/0 && echo FD; "
+        "cat /proc/1/maps && echo MAPS; tr '\\0' ' ' < /proc/1/cmdline; echo"
+    )
+    lines = run(busybox_engine, script)
+    assert not {"EXE", "ENV", "ROOT", "FD", "MAPS"} & set(lines), lines
+    assert any(line.startswith("paas-shim ") for line in lines), lines
+    assert lines[-1] == "exit 0"
+
+
 @pytest.mark.parametrize("fd", [3, 4, 5, 6, 7, 8])
 def test_workdir_through_proc_self_fd_is_refused(
     busybox_engine: Engine, tmp_path: Path, fd: int

@@ -69,7 +69,7 @@ def test_exec_sees_the_containers_processes_hostname_files_and_network(
                          "ip -4 -o addr show eth0")
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[1].split()[0] == "1" and "python" in lines[1]  # our init is PID 1
+    assert lines[1].split()[0] == "1" and "paas-shim" in lines[1]  # our init is PID 1
     assert "sleep 1000" in out and "pytest" not in out
     assert len([line for line in lines if line.split()[0].isdigit()]) == 4  # init, app, sh, ps
     assert "exec-host" in lines and "from-app" in lines

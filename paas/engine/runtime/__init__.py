@@ -1,8 +1,8 @@
 """The container runtime: namespaces, rootfs, cgroups and process launch.
 
-`Runtime` is the entry point; the launcher (`python -m paas.engine.runtime.launch`) and
-the container init are its private helpers. The names below load lazily so that the
-launcher, which starts with every container, does not import the engine side.
+`Runtime` is the entry point; the launcher (launch.py, a fork of the engine), the
+container's init (init.py) and the shim it becomes (shim.c) are its private helpers. The
+names below load lazily, so that importing a runtime module does not load the engine side.
 """
 
 from __future__ import annotations

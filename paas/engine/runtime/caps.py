@@ -9,6 +9,7 @@ with empty permitted and effective sets because setuid() away from root clears t
 from __future__ import annotations
 
 import errno
+import functools
 
 from paas.engine.runtime import _libc
 
@@ -30,11 +31,22 @@ DEFAULT_CAPS = {
 }
 DEFAULT_MASK = sum(1 << bit for bit in DEFAULT_CAPS.values())  # 0xa80425fb, as Docker shows
 _MAX_CAP = 64  # capability numbers fit a 64-bit mask; the kernel knows fewer
+LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
+
+
+@functools.cache  # a constant of the kernel: the engine reads it before it forks (launch.prepare)
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open(LAST_CAP_FILE, "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return _MAX_CAP - 1  # then drop_bounding stops at the first EINVAL
 
 
 def drop_bounding(keep: int = DEFAULT_MASK) -> None:
     """Drop every capability not in `keep` from the bounding set; clear the ambient set."""
-    for cap in range(_MAX_CAP):
+    for cap in range(last_cap() + 1):
         if keep >> cap & 1:
             continue
         try:

@@ -1,24 +1,31 @@
-"""The container's PID 1: finish setup, start the app, forward signals, reap, log, record the exit.
+"""The container's PID 1 until the app is forked: finish setup, then become the shim.
 
-After pivot_root the host's files are gone, so everything used here is imported up front,
-and the exit code and the log are written through a directory fd opened before the pivot.
-The app's stdout and stderr are pipes to us: we timestamp each line (runtime.logs) as we
-read it, so the log needs no host process and keeps growing when the platform is down.
+After "go" we set the container up (eth0 or lo; /proc, /dev, /sys once the launcher, our
+parent, has set the hostname and mounted the overlay root; pivot_root) and fork the app's
+process. It finds its user and workdir and confines itself while we exec the shim (shim.c,
+opened before pivot_root, when the host's files were still reachable), and execs once the
+shim writes the start byte. The shim is a small static program that logs the app's output, forwards every
+signal, reaps and writes `exit_code` into the state dir; Python would cost each running
+container ~10 MiB.
+After pivot_root the host's files are gone, so everything used here is imported up front.
+With `-t` the app's stdio is a pty of the container's devpts (the shim reads the master),
+with `-i` its stdin a pipe the shim feeds from the attached client (Runtime.attach_start).
 """
 
 from __future__ import annotations
 
+import _signal  # signal's C functions: its wrappers make enums of each signal, slow in a fork
+import array
 import contextlib
 import fcntl
 import os
-import select
 import signal
-import time
+import socket
+import termios
 import warnings  # noqa: F401  os.execvpe imports it lazily; it must be loaded before pivot_root
 from dataclasses import dataclass  # launchspec loads it anyway
 
 from paas.engine.runtime import (
-    _libc,
     logwriter,
     netconf,
     process,
@@ -28,152 +35,221 @@ from paas.engine.runtime import (
     security,
     users,
 )
-from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, LaunchSpec
+from paas.engine.runtime.launchspec import ERROR_FILE, EXIT_CODE_FILE, LOG_FILE, LaunchSpec
 from paas.errors import ContainerError
 
 TYPE_CHECKING = False  # the launcher starts with every container: keep its imports few
 if TYPE_CHECKING:
     from typing import NoReturn
 
-FORWARDED_SIGNALS = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-)
-# Python ignores these at startup; an ignored disposition would survive exec into the app.
-RESET_SIGNALS = (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# After the app exits, how long a process it left behind may keep its output pipes open.
-DRAIN_GRACE_S = 0.5
-READ_SIZE = 1 << 18
+# A chatty app then wakes the shim (and it writes the log) in big batches.
+PIPE_SIZE = 1 << 18
+START = b"s"  # the shim's go-ahead to the app's process (shim.c writes it)
+TIOCGPTPEER = 0x5441
+TIOCSPTLCK = 0x40045431  # termios lacks both
+WINSIZE_LEN = 8  # struct winsize: what Runtime.attach_start sends first with a tty
+RESULT_SIZE = 4096  # the launcher's result (launch._share_setup): one atomic pipe write
+# The signals the engine ignores or catches when it forks the launcher (see prepare);
+# all of them until prepare has looked.
+_NOT_DEFAULT: list[int] = sorted(_signal.valid_signals())
 
 
-class _SetupFailed(Exception):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def main(spec: LaunchSpec) -> NoReturn:
-    os.set_inheritable(spec.report_fd, False)
+def main(spec: LaunchSpec, launcher_fd: int) -> NoReturn:
+    """`launcher_fd`: where the launcher tells how its share of the setup went."""
+    # Blocked, a signal to PID 1 waits for the shim's signalfd instead of being dropped.
+    _signal.pthread_sigmask(signal.SIG_BLOCK, _signal.valid_signals())
     state_fd = os.open(spec.state_dir, os.O_RDONLY | os.O_DIRECTORY)
     go = os.read(spec.go_fd, 2)
     os.close(spec.go_fd)
     if go != b"go":  # the engine gave up on this start
         os._exit(process.EXIT_SETUP_FAILED)
     try:
-        app = _setup_and_spawn(spec)
-    except _SetupFailed as exc:
-        _fail(spec, state_fd, str(exc), exc.code)
+        attach = -1 if spec.attach_fd < 0 else _take_attach(spec.attach_fd, state_fd)
+        shim = os.open(spec.shim, os.O_RDONLY | os.O_CLOEXEC)  # before pivot_root hides it
+        app = _setup_and_spawn(spec, attach, launcher_fd)
     except Exception as exc:  # an entry point: every failure must reach the log and the state
         message = str(exc) if isinstance(exc, OSError | ContainerError) else repr(exc)
         _fail(spec, state_fd, message, process.EXIT_SETUP_FAILED)
-    _report(spec.report_fd, "ok")
-    os.close(spec.report_fd)
-    code = _supervise(app, _log_writer(spec, state_fd))
-    _write_state(state_fd, EXIT_CODE_FILE, str(code))
-    os._exit(code)
+    _exec_shim(spec, state_fd, shim, app, attach)
 
 
-def _setup_and_spawn(spec: LaunchSpec) -> _Running:
+def _take_attach(fd: int, state_fd: int) -> int:
+    """The launcher gave us the attach socket as stdout and stderr: move it up and put the
+    log there instead, where an unattached start has it (our errors and the shim's go there)."""
+    attach = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    log = os.open(LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640,
+                  dir_fd=state_fd)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    return attach
+
+
+def _setup_and_spawn(spec: LaunchSpec, attach: int, launcher_fd: int) -> _Running:
     program = seccomp.build(os.uname().machine)  # an unknown architecture never runs unfiltered
-    security.own_cgroup_namespace()  # after "go": the engine has put us in our cgroup
-    _libc.sethostname(spec.hostname)
-    if spec.net is not None:
+    security.own_cgroup_namespace(spec.cgroupns)  # born in our cgroup: it becomes the root
+    if spec.net is not None:  # meanwhile, the launcher mounts our root (launch._share_setup)
         net = spec.net
         netconf.configure_eth0(net.peer, net.ip, net.netmask, net.gateway)
     elif spec.network == "none":
         netconf.loopback_up()
-    rootfs.setup_rootfs(spec)
+    _launcher_done(launcher_fd)
+    rootfs.mount_kernel_trees(spec)
     rootfs.pivot(spec.rootfs)
-    identity = users.resolve(spec.user)
-    env = _environ(spec.env)
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOSTNAME", spec.hostname)
-    env.setdefault("HOME", identity.home)
-    workdir = safepath.open_workdir(spec.workdir)
-    return _spawn(spec, _Exec(identity, env, workdir, program))
+    stdio = _stdio(spec, attach)  # after pivot_root: a pty of the container's devpts
+    return _spawn(spec, program, stdio)
 
 
-def _environ(entries: tuple[str, ...]) -> dict[str, str]:
+def _launcher_done(fd: int) -> None:
+    """Wait for the launcher's share of the setup (hostname, the overlay root); its
+    failure fails the start. One read: the launcher writes its result at once and then
+    exits, which takes it a while (EOF would wait for that)."""
+    try:
+        result = os.read(fd, RESULT_SIZE).decode(errors="replace")
+    finally:
+        os.close(fd)
+    if result != "ok":
+        raise ContainerError(result or "the container launcher died during setup")
+
+
+def _environ(spec: LaunchSpec, home: str) -> dict[str, str]:
     env = {}
-    for entry in entries:
+    for entry in spec.env:
         key, _, value = entry.partition("=")
         env[key] = value
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", spec.hostname)
+    env.setdefault("HOME", home)
+    if spec.tty:
+        env.setdefault("TERM", "xterm")  # as Docker sets it
     return env
 
 
 @dataclass(frozen=True, slots=True)
-class _Exec:
-    """What the app's process needs between fork and exec."""
+class _Stdio:
+    """The app's fds 0-2 (-1: keep /dev/null) and our ends: what the shim reads (a pty
+    master, or pipes) and where it writes the attached client's input (-1: nowhere)."""
 
-    who: users.Identity
-    env: dict[str, str]
-    workdir_fd: int
-    seccomp_program: bytes
+    app: tuple[int, int, int]
+    stdout: int
+    stderr: int
+    stdin: int = -1
 
 
 @dataclass(frozen=True, slots=True)
 class _Running:
-    """The app's pid, the read ends of its stdout and stderr, and our signal wakeup fd."""
+    """The app's process, waiting for the start byte, and our ends of its stdio."""
 
     pid: int
-    stdout: int
-    stderr: int
-    wakeup: int
+    start: int
+    errors: int
+    stdio: _Stdio
 
 
-def _spawn(spec: LaunchSpec, app: _Exec) -> _Running:
-    """Fork and exec the app; raise _SetupFailed if exec fails (learnt via a CLOEXEC pipe)."""
-    errors_r, errors_w = os.pipe()
+def _stdio(spec: LaunchSpec, attach: int) -> _Stdio:
+    if spec.tty:
+        master, slave = _open_pty(attach)
+        return _Stdio((slave, slave, slave), master, -1, master)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    # A chatty app then wakes us (and we write the log) in big batches, not 16 pages at a time.
     with contextlib.suppress(OSError):
-        fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, READ_SIZE)
-    wakeup = _signal_wakeup()
-    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+        fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    in_r, in_w = os.pipe() if spec.interactive else (-1, -1)
+    return _Stdio((in_r, out_w, err_w), out_r, err_r, in_w)
+
+
+def _open_pty(attach: int) -> tuple[int, int]:
+    """A pty of the container's own devpts; an attached client sent its window size first."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")
+    # TIOCGPTPEER opens the slave of this very master, no path lookup to race with.
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    if attach >= 0:
+        size = os.read(attach, WINSIZE_LEN)
+        if size.strip(b"\0"):
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+    return master, slave
+
+
+def _spawn(spec: LaunchSpec, seccomp_program: bytes, stdio: _Stdio) -> _Running:
+    """Fork the app's process. It finds its user and workdir and confines itself at once,
+    while we exec the shim (the two run in parallel), but execs only once the shim says
+    start: nothing of the container runs while PID 1 is between exec and becoming
+    non-dumpable."""
+    start_r, start_w = os.pipe()
+    errors_r, errors_w = os.pipe()  # CLOEXEC: EOF once exec worked, else why it failed
     pid = os.fork()
     if pid == 0:
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        _exec_app(spec, app, errors_w)
-    for fd in (errors_w, out_w, err_w, app.workdir_fd):
+        _exec_app(spec, seccomp_program, stdio.app, start_r, errors_w)
+    for fd in {start_r, errors_w, *stdio.app} - {-1}:
         os.close(fd)
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, lambda s, _f: _forward(pid, s))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
-    message = process.read_all(errors_r)
-    if message:
-        code, _, text = message.partition(" ")
-        raise _SetupFailed(text, int(code))
-    return _Running(pid, out_r, err_r, wakeup)
+    return _Running(pid, start_w, errors_r, stdio)
 
 
-def _signal_wakeup() -> int:
-    """A pipe that gets a byte on every signal we handle, SIGCHLD included: the log loop
-    polls it next to the app's output, and reaps when it wakes."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    os.set_blocking(read_end, False)
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
-    return read_end
-
-
-def _exec_app(spec: LaunchSpec, app: _Exec, errors: int) -> NoReturn:
+def _exec_app(
+    spec: LaunchSpec, seccomp_program: bytes, stdio: tuple[int, int, int], start: int,
+    errors: int,
+) -> NoReturn:
+    """Its failures reach the shim on `errors`, which reports them as the init's own."""
     try:
-        for signum in RESET_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        for target, fd in enumerate(stdio):
+            if fd >= 0:
+                os.dup2(fd, target)
         os.setsid()
-        security.confine(app.who, app.seccomp_program)
-        _enter_workdir(spec.workdir, app.workdir_fd)
+        if spec.tty:  # its controlling terminal: job control, ^C and SIGWINCH work
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        who = users.resolve(spec.user)  # pivot_root is done: the container's /etc
+        env = _environ(spec, who.home)
+        workdir = safepath.open_workdir(spec.workdir)
+        security.confine(who, seccomp_program)
+        _enter_workdir(spec.workdir, workdir)
+        if os.read(start, 1) != START:  # the shim never started
+            os._exit(process.EXIT_SETUP_FAILED)
+        _default_signals()  # last: until exec, no signal may run a handler of ours
         # None of our host fds survive into the process.
-        process.exec_or_report(spec.argv, app.env, errors)
-    except (OSError, ContainerError) as exc:  # the setup before exec failed
-        why = exc.strerror if isinstance(exc, OSError) else str(exc)
-        os.write(errors, f"{process.EXIT_SETUP_FAILED} {why}".encode())
+        process.exec_or_report(spec.argv, env, errors)
+    except Exception as exc:  # the setup before exec failed; a forked child never returns
+        with contextlib.suppress(OSError):  # the shim is gone: nobody is left to tell
+            os.write(errors, f"{process.EXIT_SETUP_FAILED} {_why(exc)}".encode())
     os._exit(process.EXIT_NOT_FOUND)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) if isinstance(exc, OSError | ContainerError) else repr(exc)
+
+
+def prepare() -> None:
+    """Run by the engine right before it forks the launcher (launch.prepare): the app's
+    process inherits the engine's signal dispositions, which nothing in between changes,
+    and finding them out costs a fork much more than it costs the engine."""
+    _NOT_DEFAULT[:] = _changed_signals()
+
+
+def _default_signals() -> None:
+    """An ignored signal stays ignored across exec (Python ignores SIGPIPE and SIGXFSZ, the
+    engine may ignore more), a blocked one blocked: give the app the defaults, unblocked."""
+    for signum in _NOT_DEFAULT:
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                _signal.signal(signum, _signal.SIG_DFL)
+    _signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def _changed_signals() -> list[int]:
+    """The signals whose disposition is not the default (SigIgn | SigCgt of proc(5))."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            lines = status.read().splitlines()
+        mask = 0
+        for line in lines:
+            if line.startswith((b"SigIgn:", b"SigCgt:")):
+                mask |= int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):  # cannot tell: reset them all
+        return sorted(_signal.valid_signals())
+    return [bit + 1 for bit in range(mask.bit_length()) if mask >> bit & 1]
 
 
 def _enter_workdir(path: str, fd: int) -> None:
@@ -183,90 +259,46 @@ def _enter_workdir(path: str, fd: int) -> None:
         raise OSError(exc.errno, f"cannot enter working directory {path}: {exc.strerror}") from None
 
 
-def _forward(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def _log_writer(spec: LaunchSpec, state_fd: int) -> logwriter.LogWriter:
-    if not spec.log_max_bytes:
-        return logwriter.LogWriter(1)  # Runtime.run reads the pipe and keeps the log itself
+def _exec_shim(spec: LaunchSpec, state_fd: int, shim: int, app: _Running, attach: int) -> NoReturn:
+    """Become the shim, handing it the fds and settings on argv (the order is shim.c's)."""
+    stdio = app.stdio
+    passed = (app.start, app.errors, stdio.stdout, stdio.stderr, state_fd, spec.report_fd)
+    argv = ["paas-shim", *map(str, passed), str(app.pid), str(spec.log_max_bytes),
+            str(spec.log_files)]
+    if spec.tty or spec.interactive or attach >= 0:
+        argv += [str(int(spec.tty)), str(stdio.stdin), str(attach)]
+        if spec.tty and attach >= 0:
+            _send_master(attach, stdio.stdout)
+    kept = {*passed, stdio.stdin, attach} - {-1}
+    _close_other_fds({0, 1, 2, shim, *kept})
+    for fd in kept:
+        os.set_inheritable(fd, True)
     try:
-        return logwriter.LogWriter.open(state_fd, spec.log_max_bytes, spec.log_files)
-    except OSError:  # the engine's fd on the same file: unrotated, but PID 1 stays up
-        return logwriter.LogWriter(1)
+        os.execve(shim, argv, {})  # fexecve: the binary is static, nothing else to load
+    except OSError as exc:
+        os.kill(app.pid, signal.SIGKILL)
+        _fail(spec, state_fd, f"cannot start the container's init: {exc}", process.EXIT_SETUP_FAILED)
 
 
-def _supervise(app: _Running, writer: logwriter.LogWriter) -> int:
-    """Log the app's output and reap every child (we are PID 1) until the app has exited and
-    its output is drained (or DRAIN_GRACE_S passed); return its exit code."""
-    splitters = {
-        app.stdout: logwriter.LineSplitter(logwriter.STDOUT),
-        app.stderr: logwriter.LineSplitter(logwriter.STDERR),
-    }
-    poller = select.poll()
-    for fd in (app.wakeup, *splitters):
-        poller.register(fd, select.POLLIN)
-    code: int | None = None
-    deadline: float | None = None
-    while splitters:
-        timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-        events = poller.poll(timeout)
-        if not events and deadline is not None:
-            break
-        for fd, _ in events:
-            if fd == app.wakeup:
-                _drain(fd)
-                code = _reap(app.pid) if code is None else code
-            else:
-                _log_chunk(fd, splitters, poller, writer)
-        if code is not None and deadline is None:
-            deadline = time.monotonic() + DRAIN_GRACE_S
-    stamp = logwriter.stamp_now()
-    writer.write(b"".join(splitter.finish(stamp) for splitter in splitters.values()))
-    return _reap_until(app.pid) if code is None else code
+def _send_master(attach: int, master: int) -> None:
+    """A dup of the master for the client, whose TIOCSWINSZ on it resizes the app's pty;
+    before the shim sends any output, so it comes first on the socket."""
+    sock = socket.socket(fileno=attach)
+    try:
+        fds = array.array("i", [master])
+        with contextlib.suppress(OSError):  # the client is gone: the app runs detached
+            sock.sendmsg([b"T"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    finally:
+        sock.detach()
 
 
-def _log_chunk(
-    fd: int, splitters: dict[int, logwriter.LineSplitter], poller: select.poll, writer: logwriter.LogWriter
-) -> None:
-    chunk = os.read(fd, READ_SIZE)
-    stamp = logwriter.stamp_now()  # when the line was read: as close to its writing as we get
-    if chunk:
-        writer.write(splitters[fd].feed(chunk, stamp))
-        return
-    writer.write(splitters.pop(fd).finish(stamp))
-    poller.unregister(fd)
-    os.close(fd)
-
-
-def _drain(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError):
-        while os.read(fd, 512):
-            pass
-
-
-def _reap(app: int) -> int | None:
-    """Reap whatever exited; the app's exit code if it was among them."""
-    code = None
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return code
-        if pid == 0:
-            return code
-        if pid == app:
-            code = process.exit_code(status)
-
-
-def _reap_until(app: int) -> int:
-    while True:
-        pid, status = os.waitpid(-1, 0)
-        if pid == app:
-            return process.exit_code(status)
-
-
+def _close_other_fds(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
 
 
 def _report(fd: int, line: str) -> None:

@@ -1,4 +1,5 @@
-"""LaunchSpec: everything the launcher process needs, sent by the engine as JSON on a pipe.
+"""LaunchSpec: everything the launcher and the init need; the launcher, a fork of the engine
+(see spawn.py), gets it in its memory.
 
 It is the contract between the engine (runtime.engine) and the launcher (runtime.launch):
 paths are already resolved and the IP already allocated, so the launcher decides nothing.
@@ -6,8 +7,7 @@ paths are already resolved and the IP already allocated, so the launcher decides
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 # Files the container's init writes into its state dir (it cannot update state.json).
 EXIT_CODE_FILE = "exit_code"
@@ -54,25 +54,18 @@ class LaunchSpec:
     binds: tuple[Bind, ...]
     report_fd: int
     go_fd: int
+    shim: str  # the container init binary (runtime.shim), opened by the init before pivot_root
     # 0: stdout is a pipe the engine reads (Runtime.run); else the init writes LOG_FILE in
     # state_dir itself and rotates it past this size, keeping `log_files` files.
     log_max_bytes: int = 0
     log_files: int = DEFAULT_LOG_FILES
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, raw: str) -> LaunchSpec:
-        data = json.loads(raw)
-        net = data.pop("net")
-        return cls(
-            **{
-                **data,
-                "lowerdirs": tuple(data["lowerdirs"]),
-                "argv": tuple(data["argv"]),
-                "env": tuple(data["env"]),
-                "binds": tuple(Bind(**b) for b in data["binds"]),
-                "net": None if net is None else NetConfig(**net),
-            }
-        )
+    # Unshare a cgroup namespace rooted at the container's group (the engine's groups are v2).
+    cgroupns: bool = False
+    # The init layer is lowerdirs[0], made by the init in a tmpfs (with rootfs): these files
+    # under /etc (name, text), the mount points and the bind targets (see initlayer.py).
+    etc_files: tuple[tuple[str, str], ...] = ()
+    # `-t`: the app gets a pty slave as stdio; `-i`: a stdin pipe (without -t). attach_fd:
+    # our end of Runtime.attach_start's socket (the container's input, its output in frames).
+    tty: bool = False
+    interactive: bool = False
+    attach_fd: int = -1

@@ -3,9 +3,11 @@
 Each line the app writes becomes one record `<RFC3339 UTC, ns> <stdout|stderr> <F|P> <text>`
 (the CRI log format): a line longer than MAX_LINE is cut into P(artial) records ending with
 an F(ull) one. Timestamps are fixed-width, so comparing them as strings orders them in time.
-This runs inside the container's init after pivot_root, on every start: it uses only fds and
-modules imported before, stays cheap to import, and never raises on a full disk (PID 1 must
-keep reaping). Reading is runtime.logs.
+The container's PID 1 (shim.c) writes the same records and rotates the same way, in C: this
+module is the reference its tests compare against. Python still writes with it where the
+shim does not run: Runtime.run keeping the log of the pipe it reads, and the init's report
+of a failed setup (after pivot_root: it uses only fds and modules imported before, stays
+cheap to import, and never raises on a full disk). Reading is runtime.logs.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class LogWriter:
     def write(self, records: bytes) -> None:
         """Append whole records; rotate between two records when the next would pass the cap."""
         while self.max_bytes and self.size + len(records) > self.max_bytes:
-            cut = records.rfind(b"\n", 0, self.max_bytes - self.size) + 1
+            cut = records.rfind(b"\n", 0, max(0, self.max_bytes - self.size)) + 1
             if not cut and not self.size:  # one record above the cap: it gets a file of its own
                 cut = records.find(b"\n") + 1 or len(records)
             self._write(records[:cut])

@@ -12,7 +12,8 @@ import contextlib
 import os
 import select
 import signal
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 # A shell's exit codes for a process that never ran: setup failed, not executable, not found.
@@ -73,6 +74,32 @@ def wait_exit(ref: ProcessRef, timeout: float | None) -> bool:
     try:
         return wait_pidfd(fd, timeout)
     finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def mounts_held() -> Iterator[Callable[[ProcessRef], None]]:
+    """Hold the mount namespace of the processes passed to the yielded function, and let it
+    go in a thread on the way out. A container's mounts then go away after we are done with
+    it, not as its init exits: unmounting its overlay syncs the whole disk under the upper
+    dir, which can take milliseconds, and we wait for that exit."""
+    held: list[int] = []
+
+    def hold(ref: ProcessRef) -> None:
+        # Had the pid been reused meanwhile, we would keep another process's namespace a
+        # little longer: harmless, and cheaper than closing it here (that unmounts).
+        with contextlib.suppress(OSError):  # it exited already: nothing left to hold
+            held.append(os.open(f"/proc/{ref.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+
+    try:
+        yield hold
+    finally:
+        if held:
+            threading.Thread(target=_close_all, args=(held,), daemon=True).start()
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
         os.close(fd)
 
 

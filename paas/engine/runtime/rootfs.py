@@ -1,7 +1,8 @@
 """The container's root filesystem: the overlay, /proc /dev /sys, binds, pivot_root.
 
-Runs in the container's init, inside its own mount namespace, so none of these mounts is
-ever visible on the host and all of them vanish with the container. Every mount target is
+Runs in the container's mount namespace (the overlay from the launcher, the rest from the
+init: see mount_root), so none of these mounts is ever visible on the host and all of them
+vanish with the container. Every mount target is
 a real directory or file of the init layer (see initlayer.py), and is opened without following
 symlinks anyway (safepath.py), so an upper dir changed at run time cannot redirect a mount.
 The /proc and /sys masks are Docker's (moby's oci defaults): masked paths read as empty.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-from paas.engine.runtime import _libc
+from paas.engine.runtime import _libc, initlayer
 from paas.engine.runtime.launchspec import LaunchSpec
 from paas.engine.runtime.safepath import mount_target
 
@@ -32,14 +33,28 @@ MASKED_PATHS = (
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 SHM_OPTIONS = "mode=1777,size=65536k"
+SCRATCH_OPTIONS = "mode=755,size=1m"
 
 
-def setup_rootfs(spec: LaunchSpec) -> None:
-    """Mount everything the container sees under spec.rootfs (not yet its root)."""
+def mount_root(spec: LaunchSpec) -> None:
+    """The overlay at spec.rootfs (not yet our root), on a new init layer. The launcher does
+    this, in the init's mount namespace, while the init starts (see mount_kernel_trees)."""
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
+    # The init layer (lowerdirs[0]) and the overlay's mount point (spec.rootfs) live in a
+    # tmpfs of our mount namespace, on their common parent dir: no disk work for either, and
+    # the host only ever sees that dir, empty.
+    scratch = os.path.dirname(spec.lowerdirs[0])
+    _libc.mount("tmpfs", scratch, "tmpfs", _libc.MS_NOSUID | _libc.MS_NODEV, SCRATCH_OPTIONS)
+    initlayer.populate(spec.lowerdirs[0], spec.etc_files, spec.binds)
+    os.mkdir(spec.rootfs, 0o755)
     lower = ":".join(spec.lowerdirs)
     options = f"lowerdir={lower},upperdir={spec.upperdir},workdir={spec.overlay_workdir}"
     _libc.mount("overlay", spec.rootfs, "overlay", 0, options)
+
+
+def mount_kernel_trees(spec: LaunchSpec) -> None:
+    """/proc, /dev, /sys with their masks, then the binds, on the mounted root. By the init:
+    proc shows the pids of its mounter's pid namespace, and the launcher is not in ours."""
     root = spec.rootfs
     with mount_target(root, "proc") as target:
         _libc.mount("proc", target, "proc", NOSUID_NODEV_NOEXEC)

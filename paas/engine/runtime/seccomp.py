@@ -13,6 +13,7 @@ first, so a 32-bit or x32 call cannot slip past with other numbers.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 
@@ -119,6 +120,7 @@ def _arg_block(nr: int, body: list[bytes]) -> list[bytes]:
     ]
 
 
+@functools.cache  # pure: built once per engine process, which the launcher and init are forks of
 def build(machine: str) -> bytes:
     """The filter for `machine` (os.uname().machine); ContainerError if we have no table."""
     if machine not in AUDIT_ARCH:

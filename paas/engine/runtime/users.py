@@ -26,8 +26,14 @@ def _table(path: str) -> list[list[str]]:
         fd = safepath.open_file(path)
     except FileNotFoundError:
         return []
-    with os.fdopen(fd, errors="replace") as f:
-        return [line.rstrip("\n").split(":") for line in f if line.count(":") >= 2]
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode(errors="replace")
+    return [line.split(":") for line in text.splitlines() if line.count(":") >= 2]
 
 
 def _find(rows: list[list[str]], key: str) -> list[str] | None:

@@ -167,6 +167,17 @@ def redis(ctx: Context) -> None:
     ])
 
 
+def _unlink_stale_socket(path: Path) -> None:
+    """An nginx killed with SIGKILL leaves its unix socket, and the next one cannot bind it."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(str(path))
+        except ConnectionRefusedError:  # nobody listens: stale
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # no such file, or a live nginx: leave it
+
+
 @click.command("router")
 @pass_ctx
 def router(ctx: Context) -> None:
@@ -174,6 +185,7 @@ def router(ctx: Context) -> None:
     from paas.router.nginx import Nginx
 
     nginx = Nginx(ctx.settings)
+    _unlink_stale_socket(nginx.prefix / "control.sock")
     nginx.prepare()
     argv = nginx.foreground_argv()
     os.execvp(argv[0], argv)

@@ -22,6 +22,10 @@ LABEL_RELEASE = "paas.release"
 LABEL_PROCESS = "paas.process"
 POLL_S = 0.1
 LOG_TAIL_LINES = 20
+# Heroku restarts crashed dynos; the engine monitor (in the Procfile) does it for us. Not
+# `always`: a process an operator stopped (`paas engine stop`) stays stopped when the platform
+# restarts, while crashes and host reboots bring the others back.
+RESTART_POLICY = "unless-stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class LocalScheduler:
                 LABEL_RELEASE: str(release.version),
                 LABEL_PROCESS: process_type,
             },
+            restart=RESTART_POLICY,
         )
         runtime = self.engine.runtime
         container = runtime.create(spec)
@@ -101,10 +106,11 @@ class LocalScheduler:
 
     def _alive_or_raise(self, process: Process) -> None:
         container = self.engine.runtime.get(process.container_id)
-        if container.status != "running":
+        restarts = container.state.restart_count  # the monitor may have restarted it already
+        if container.status != "running" or restarts:
+            status = f"{restarts} time(s), restarted" if restarts else f"with status {container.exit_code}"
             raise DeployError(
-                f"{process.process_type} exited with status {container.exit_code} "
-                f"before it was healthy{self._tail(process)}"
+                f"{process.process_type} exited {status} before it was healthy{self._tail(process)}"
             )
 
     def _tail(self, process: Process) -> str:

@@ -204,3 +204,37 @@ def test_stop_sends_the_images_stopsignal(engine: Engine, capsys: pytest.Capture
     state = inspect(capsys, "usr1")["State"]
     assert (state["ExitCode"], state["Running"]) == (0, False)  # USR1, not TERM and not KILL
     assert "got-usr1" in paas(capsys, "logs", "usr1")[1]
+
+
+def test_restart_flag_is_validated(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    for bad, why in (("sometimes", "invalid restart policy"), ("always:3", "only on-failure"),
+                     ("on-failure:x", "a number")):
+        code, _, err = paas(capsys, "run", "-d", "--restart", bad, "busybox", "true")
+        assert code != 0 and why in err, (bad, err)
+    code, _, err = paas(capsys, "run", "-d", "--rm", "--restart", "always", "busybox", "true")
+    assert code != 0 and "--restart and --rm" in err
+    code, _, err = paas(capsys, "run", "--restart", "always", "busybox", "true")
+    assert code != 0 and "needs -d" in err
+    assert engine.runtime.list() == []
+
+
+def test_detached_rm_and_restart_need_the_monitor(
+    engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paas.engine.runtime import monitorlock
+
+    code, out, err = paas(capsys, "run", "-d", "--rm", "--network", "none", "busybox",
+                          "sh", "-c", "sleep 0.5")
+    assert code == 0, err
+    gone = out.strip()
+    code, out, err = paas(capsys, "run", "-d", "--restart", "on-failure:1", "--network", "none",
+                          "--name", "flaky", "busybox", "sh", "-c", "sleep 0.3; exit 5")
+    assert code == 0, err
+    flaky = out.strip()
+    wait_until(lambda: gone not in engine.runtime.store.ids(), timeout=30, what="the --rm removal")
+    wait_until(lambda: (c := engine.runtime.get(flaky)).state.restart_count == 1
+               and c.status is ContainerStatus.EXITED and c.state.finished_at is not None,
+               timeout=30, what="one restart")
+    doc = inspect(capsys, "flaky")
+    assert (doc["RestartCount"], doc["State"]["ExitCode"]) == (1, 5)
+    assert monitorlock.holder(engine.runtime.root) is not None  # stopped by the fixture's cleanup

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from platformkit import free_port as _free_port
+from platformkit import leftovers as _leftovers
+from platformkit import seed_engine
 
 from paas.engine.runtime.cgroups import group_name
 
@@ -36,12 +38,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -84,30 +80,10 @@ class Platform:
             return exc.code, exc.read().decode()
 
 
-def _leftovers(home: Path, bridge: str) -> list[str]:
-    found = []
-    mounts = Path("/proc/mounts").read_text()
-    found += [line for line in mounts.splitlines() if str(home) in line]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found += [line for line in links.splitlines() if bridge in line]
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    found += [line for line in rules.splitlines() if f"paas:{bridge}" in line]
-    group = group_name(home / "engine")
-    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"**/{group}") if p.is_dir()]
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                environ = (proc / "environ").read_bytes()
-            except OSError:
-                continue
-            if f"PAAS_HOME={home}".encode() in environ:
-                found.append(f"process {proc.name}: {(proc / 'cmdline').read_bytes()[:80]!r}")
-    return found
-
-
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(tmp_path_factory: pytest.TempPathFactory, base_images: Path) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("paas-home")
+    seed_engine(base_images, home)  # no second debootstrap
     keydir = tmp_path_factory.mktemp("keys")
     key = keydir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)

@@ -17,7 +17,7 @@ NANO = 1_000_000_000
 EXIT_KILLED = 137  # 128 + SIGKILL: how an exit nobody recorded is shown, as the runtime does
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Docker's "never" in inspect
 PS_HEADERS: Row = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
-STATS_HEADERS: Row = ("CONTAINER ID", "NAME", "CPU TIME", "MEM USAGE / LIMIT", "MEM %", "PIDS")
+STATS_HEADERS: Row = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,8 @@ def status_text(container: Container, now: float | None = None) -> str:
     """`Up 3 seconds`, `Exited (0) 5 seconds ago` or `Created`, as `docker ps` writes them."""
     state = container.state
     if container.status is ContainerStatus.RUNNING and state.started_at is not None:
-        return "Up " + time_ago(iso(state.started_at), now).removesuffix(" ago")
+        up = "Up " + time_ago(iso(state.started_at), now).removesuffix(" ago")
+        return f"{up} (restarts: {state.restart_count})" if state.restart_count else up
     if container.status is ContainerStatus.EXITED:
         code = EXIT_KILLED if state.exit_code is None else state.exit_code
         when = state.finished_at or state.started_at
@@ -73,13 +74,26 @@ def ps_row(shown: Shown, no_trunc: bool = False, now: float | None = None) -> Ro
 
 
 
-def stats_row(container: Container, stats: Stats, host_memory: int) -> Row:
-    """One line of `stats`; no memory limit shows the host's memory, as Docker does."""
+def cpu_percent(cpu_ns: int, wall_ns: int) -> float:
+    """CPU time used over the wall time it was used in, where 100% is one core (Docker's scale).
+
+    A counter that went back (the group was made anew) or no time passed yields 0.
+    """
+    if wall_ns <= 0 or cpu_ns <= 0:
+        return 0.0
+    return 100 * cpu_ns / wall_ns
+
+
+def stats_row(container: Container, stats: Stats | None, cpu: float, host_memory: int) -> Row:
+    """One line of `stats`; no memory limit shows the host's memory, as Docker does, and a
+    container that is not running (no stats) shows zeros, as `docker stats -a` does."""
+    if stats is None:
+        return (container.id[:SHORT_ID], container.name, "0.00%", "0B / 0B", "0.00%", "0")
     limit = stats.memory_limit or host_memory
     return (
         container.id[:SHORT_ID],
         container.name,
-        f"{stats.cpu_ns / NANO:.2f}s",
+        f"{cpu:.2f}%",
         f"{binary_size(stats.memory_bytes)} / {binary_size(limit)}",
         f"{100 * stats.memory_bytes / limit:.2f}%" if limit else "0.00%",
         str(stats.pids),
@@ -109,6 +123,7 @@ def inspect_container(shown: Shown, log_path: str) -> dict[str, Any]:
             "StartedAt": iso(state.started_at),
             "FinishedAt": iso(state.finished_at),
         },
+        "RestartCount": state.restart_count,
         "Image": spec.image,
         "Name": f"/{container.name}",
         "LogPath": log_path,

@@ -1,15 +1,17 @@
-"""`paas engine run|ps|stop|kill|rm|logs|stats|inspect`: the container verbs, with Docker's flags.
+"""`paas engine run|ps|stop|kill|rm|logs|inspect`: the container verbs, with Docker's flags.
 
 Each verb is one function; `register` adds them to the `engine` group of paas.cli.engine.
-There is no daemon: a container that exited on its own is settled (its exit recorded, its
-cgroup and address freed) by the next verb that looks at it.
+A container that exited on its own is settled (its exit recorded, its cgroup and address
+freed) by the next verb that looks at it, or by the engine monitor, which `run -d` starts when
+a container needs one (`--restart`, `--rm`; see engine_monitor). Foreground runs are in
+engine_attach.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal as signals
+import sys
 import time
 from collections.abc import Callable, Iterable
 
@@ -26,53 +28,37 @@ from paas.cli.container_flags import (
 )
 from paas.cli.container_format import (
     PS_HEADERS,
-    STATS_HEADERS,
     Shown,
     inspect_container,
     ps_row,
-    stats_row,
 )
 from paas.cli.context import Context, pass_ctx
+from paas.cli.engine_attach import run_attached, run_with_session, start_failure
 from paas.cli.engine_format import inspect_doc, table
+from paas.cli.engine_monitor import ensure_monitor
 from paas.engine.containers import Container, ContainerSpec, ContainerStatus, PortMapping
 from paas.engine.engine import Engine
 from paas.engine.runtime import Runtime
 from paas.engine.runtime import logs as container_logs
+from paas.engine.runtime.restart import RestartPolicy
 from paas.errors import ContainerError, PaasError, UsageError
 
-EXIT_START_FAILED = 125  # Docker's code when the container could not be run at all
 FOLLOW_POLL_S = 0.1
 STOP_TIMEOUT_S = 10
 
 
 # -- run ---------------------------------------------------------------------------------
 
-def _start_failure(runtime: Runtime, name: str, exc: ContainerError) -> click.exceptions.Exit:
-    """Report a failed start; the exit code is the container's (127: no such command)."""
-    click.echo(f"error: {exc}", err=True)
-    code = next((c.exit_code for c in runtime.list() if c.name == name), None)
-    return click.exceptions.Exit(code or EXIT_START_FAILED)
-
-
-def _remove_named(runtime: Runtime, name: str) -> None:
-    for container in runtime.list():
-        if container.name == name:
-            runtime.remove(container.id, timeout=0)
-
-
-def _run_attached(runtime: Runtime, spec: ContainerSpec, remove: bool) -> int:
+def _restart_policy(text: str, detach: bool, remove: bool) -> RestartPolicy:
     try:
-        result = runtime.run(spec, click.echo)
-    except BaseException as exc:  # a failed start, or ^C: --rm still removes what run() made
-        failure = _start_failure(runtime, spec.name, exc) if isinstance(exc, ContainerError) else None
-        if remove:
-            _remove_named(runtime, spec.name)
-        if failure is None:
-            raise
-        raise failure from None
-    if remove:
-        runtime.remove(result.container_id, timeout=0)
-    return result.exit_code
+        policy = RestartPolicy.parse(text)
+    except ContainerError as exc:
+        raise UsageError(str(exc)) from None
+    if policy.needs_monitor and remove:
+        raise UsageError("conflicting options: --restart and --rm")
+    if policy.needs_monitor and not detach:
+        raise UsageError(f"--restart {policy} needs -d: restarted runs write to the log")
+    return policy
 
 
 def _run_detached(runtime: Runtime, spec: ContainerSpec) -> None:
@@ -80,13 +66,15 @@ def _run_detached(runtime: Runtime, spec: ContainerSpec) -> None:
     try:
         runtime.start(container.id)
     except ContainerError as exc:
-        raise _start_failure(runtime, spec.name, exc) from None
+        raise start_failure(runtime, spec.name, exc) from None
     click.echo(container.id)
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True,
                                         "allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the id.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep the container's stdin open (attached: ours).")
+@click.option("-t", "--tty", is_flag=True, help="Give the container a pseudo-terminal.")
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
 @click.option("--name", help="Name the container (default: a random adjective_noun).")
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY[=VALUE]", help="Set an env var.")
@@ -99,16 +87,22 @@ def _run_detached(runtime: Runtime, spec: ContainerSpec) -> None:
 @click.option("-p", "--publish", multiple=True, metavar="[IP:]HOST:CONTAINER[/PROTO]",
               help="Publish a container port on the host.")
 @click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a label.")
+@click.option("--restart", "restart_policy", default="no", show_default=True,
+              metavar="no|on-failure[:N]|always|unless-stopped",
+              help="Restart policy when it exits (with -d; the engine monitor applies it).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
-def run(ctx: Context, detach: bool, remove: bool, name: str | None, env: tuple[str, ...],
+def run(ctx: Context, detach: bool, interactive: bool, tty: bool, remove: bool,
+        name: str | None, env: tuple[str, ...],
         workdir: str | None, user: str | None, memory: str | None, cpus: float | None,
         pids_limit: int | None, network: str, publish: tuple[str, ...], labels: tuple[str, ...],
-        image: str, command: tuple[str, ...]) -> None:
+        restart_policy: str, image: str, command: tuple[str, ...]) -> None:
     """Run a command in a new container (in the foreground unless -d)."""
-    if detach and remove:
-        raise UsageError("--rm with -d is not supported yet: nothing would remove it when it exits")
+    policy = _restart_policy(restart_policy, detach, remove)
+    if interactive and tty and not detach and not sys.stdin.isatty():
+        click.echo("the input device is not a TTY", err=True)  # Docker's words and exit code
+        raise click.exceptions.Exit(1)
     if workdir is not None and not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
     eng = _open(ctx)
@@ -129,11 +123,20 @@ def run(ctx: Context, detach: bool, remove: bool, name: str | None, env: tuple[s
         memory_bytes=None if memory is None else parse_memory(memory),
         cpus=None if cpus is None else check_cpus(cpus),
         pids_limit=pids_limit if pids_limit is not None and pids_limit > 0 else None,
+        restart=str(policy),
+        auto_remove=detach and remove,
+        tty=tty,
+        interactive=interactive,
     )
     if detach:
         _run_detached(eng.runtime, spec)
+        if policy.needs_monitor or remove:
+            ensure_monitor(ctx, eng.runtime)
         return
-    code = _run_attached(eng.runtime, spec, remove)
+    if tty or interactive:
+        code = run_with_session(eng.runtime, spec, remove)
+    else:
+        code = run_attached(eng.runtime, spec, remove)
     if code:
         raise click.exceptions.Exit(code)
 
@@ -238,16 +241,13 @@ def stop(ctx: Context, timeout: int, names: tuple[str, ...]) -> None:
 @pass_ctx
 def kill(ctx: Context, signal_name: str, names: tuple[str, ...]) -> None:
     """Send a signal to containers (SIGKILL unless -s)."""
-    from paas.engine.runtime import process
-
     eng = _open(ctx)
     signum = parse_signal(signal_name)
 
     def kill_one(name: str) -> None:
         container = find(eng.runtime, name)
-        state = container.state
-        ref = process.ProcessRef(state.pid or 0, state.starttime or 0)
-        if container.status is not ContainerStatus.RUNNING or not process.send_signal(ref, signum):
+        # Runtime.kill marks it stopped by the user first: its restart policy then leaves it be
+        if container.status is not ContainerStatus.RUNNING or not eng.runtime.kill(container.id, signum):
             raise ContainerError(f"cannot kill container {name}: it is not running")
         if signum == signals.SIGKILL:  # it is dying: record the end and free what it held
             eng.runtime.wait(container.id, timeout=STOP_TIMEOUT_S)
@@ -304,23 +304,6 @@ def logs(ctx: Context, follow: bool, tail: str, since: str | None, timestamps: b
         click.echo(text, err=line.stream == container_logs.STDERR)
 
 
-@click.command("stats")
-@click.option("--no-stream", is_flag=True, help="One sample, then exit (also the default for now).")
-@click.argument("names", nargs=-1, metavar="[CONTAINER...]")
-@pass_ctx
-def stats(ctx: Context, no_stream: bool, names: tuple[str, ...]) -> None:
-    """Memory, CPU time and pids of running containers (all of them when none is named)."""
-    eng = _open(ctx)
-    runtime = eng.runtime
-    if names:
-        containers = [find(runtime, name) for name in names]
-    else:
-        containers = [c for c in runtime.list() if c.status is ContainerStatus.RUNNING]
-    host_memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    rows = [stats_row(c, runtime.stats(c.id), host_memory) for c in containers]
-    click.echo(table(STATS_HEADERS, rows))
-
-
 @click.command("inspect")
 @click.option("--type", "kind", type=click.Choice(["container", "image"]),
               help="Look only for this kind of object.")
@@ -344,12 +327,15 @@ def _inspect_one(eng: Engine, name: str, kind: str | None) -> dict[str, object]:
     return inspect_doc(eng.images, eng.images.get(name))
 
 
-COMMANDS = [run, ps, stop, kill, rm, logs, stats, inspect]
+COMMANDS = [run, ps, stop, kill, rm, logs, inspect]
 
 
 def register(group: click.Group) -> None:
     """Add the container verbs to `group` (this `inspect` replaces the images-only one)."""
-    from paas.cli.engine_exec import exec_command  # it imports this module's lookups
+    from paas.cli.engine_exec import exec_command  # they import this module's lookups
+    from paas.cli.engine_monitor import monitor
+    from paas.cli.engine_serve import serve_command
+    from paas.cli.engine_stats import stats
 
-    for command in [*COMMANDS, exec_command]:
+    for command in [*COMMANDS, exec_command, stats, monitor, serve_command]:
         group.add_command(command)

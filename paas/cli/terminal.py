@@ -3,6 +3,8 @@
 The exec'd process has the pty's slave as its terminal; we hold the master and stand in
 for a terminal emulator: what the user types goes in unchanged (raw mode, so ^C reaches the
 container as a byte), what comes out is written to our stdout, and resizes follow SIGWINCH.
+`run -i`/`-t` (attach) talks to the container's shim over a socket instead: our input goes
+in, its output comes out in frames; with -t a dup of the master only serves the resizes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import struct
 import termios
 import tty
@@ -102,3 +105,74 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+# -- `run -i`/`-t`: Runtime.attach_start's socket ------------------------------------------
+
+FRAME_HEADER = 8  # Docker's: [1 stdout | 2 stderr, 0, 0, 0, uint32 BE size]
+
+
+def attach(sock: socket.socket, stdin: int | None, tty: bool, stdout: int = 1, stderr: int = 2) -> None:
+    """Copy `stdin` (None: nothing) to the container and its output out until it is done.
+    With `tty`, the terminal at `stdin` is raw and resizes follow SIGWINCH."""
+    master = _receive_master(sock) if tty else -1
+    previous = None
+    if master >= 0:
+        size_from = stdin if stdin is not None and os.isatty(stdin) else stdout
+        previous = signal.signal(signal.SIGWINCH, lambda _s, _f: _set_size(
+            master, window_size(size_from)))
+    try:
+        with raw_mode(stdin) if tty and stdin is not None else contextlib.nullcontext():
+            _copy_frames(sock, stdin, (stdout, stderr))
+    finally:
+        if master >= 0:
+            signal.signal(signal.SIGWINCH, previous)
+            os.close(master)
+
+
+def _receive_master(sock: socket.socket) -> int:
+    """The dup of the pty master the container's init sends first; -1 if it did not."""
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    return fds[0] if fds else -1
+
+
+def _copy_frames(sock: socket.socket, stdin: int | None, outputs: tuple[int, int]) -> None:
+    """Never blocked sending: the container may be waiting for us to take its output before
+    it reads more of our input (`cat`)."""
+    sock.setblocking(False)
+    frames = unsent = b""
+    while True:
+        readers = [sock] + ([stdin] if stdin is not None and not unsent else [])
+        readable, writable = select.select(readers, [sock] if unsent else [], [])[:2]
+        if sock in readable:
+            try:
+                data = sock.recv(CHUNK)
+            except ConnectionResetError:  # it ended with input of ours unread: not an error
+                data = b""
+            if not data:  # the app exited and all its output is here
+                return
+            frames = _write_frames(frames + data, outputs)
+        if writable:
+            try:
+                unsent = unsent[sock.send(unsent):]
+            except BlockingIOError:
+                pass
+            except OSError:  # it closed its input; we still want its output
+                unsent, stdin = b"", None
+        if stdin is not None and stdin in readable:
+            unsent = os.read(stdin, CHUNK)
+            if not unsent:  # the app's stdin ends too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+                stdin = None
+
+
+def _write_frames(data: bytes, outputs: tuple[int, int]) -> bytes:
+    """Write each whole frame to stdout or stderr; what is left of a partial one."""
+    while len(data) >= FRAME_HEADER:
+        size = int.from_bytes(data[4:FRAME_HEADER], "big")
+        if len(data) < FRAME_HEADER + size:
+            break
+        _write_all(outputs[data[0] == 2], data[FRAME_HEADER:FRAME_HEADER + size])
+        data = data[FRAME_HEADER + size:]
+    return data

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_HOME = "/var/lib/paas"
+from paas.home import DEFAULT_HOME, ENGINE_DIR, home_dir
+
 DEFAULT_SSH_PORT = 2222
 DEFAULT_HTTP_PORT = 80
 DEFAULT_DASHBOARD_PORT = 5000
@@ -118,7 +119,7 @@ class Settings:
         env = os.environ if env is None else env
         subnet = _subnet(env.get("PAAS_SUBNET") or DEFAULT_SUBNET)
         return cls(
-            home=Path(env.get("PAAS_HOME") or DEFAULT_HOME).absolute(),
+            home=Path(home_dir(env)),
             ssh_port=_int(env, "PAAS_SSH_PORT", DEFAULT_SSH_PORT),
             http_port=_int(env, "PAAS_HTTP_PORT", DEFAULT_HTTP_PORT),
             dashboard_port=_int(env, "PAAS_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT),
@@ -160,7 +161,7 @@ class Settings:
 
     @property
     def engine_root(self) -> Path:
-        return self.home / "engine"
+        return self.home / ENGINE_DIR
 
     @property
     def repos_dir(self) -> Path:

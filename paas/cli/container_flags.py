@@ -10,11 +10,14 @@ import os
 import random
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from paas.engine.images import Image
-from paas.engine.runtime import Runtime
 from paas.engine.runtime.process import signal_number
 from paas.errors import ContainerError, UsageError
+
+if TYPE_CHECKING:  # `exec` and the other verbs use these flags without loading images or the runtime
+    from paas.engine.images import Image
+    from paas.engine.runtime import Runtime
 
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)

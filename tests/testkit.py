@@ -18,6 +18,7 @@ from typing import Any
 
 from paas.config import Settings
 from paas.engine.baseimages import build_busybox
+from paas.engine.containers import ContainerSpec
 from paas.engine.engine import Engine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -171,6 +172,13 @@ def scratch_engine(root: Path, *, with_busybox: bool = True) -> Iterator[Engine]
         yield engine
     finally:
         engine.runtime.cleanup_all(timeout=1)
+
+
+def busybox_spec(engine: Engine, *argv: str, name: str = "test", network: str = "none",
+                 **extra: Any) -> ContainerSpec:
+    """A container of the engine's busybox image running `argv`."""
+    lowerdirs = tuple(str(d) for d in engine.images.lowerdirs(engine.images.get("busybox")))
+    return ContainerSpec(name=name, lowerdirs=lowerdirs, argv=argv, network=network, **extra)  # type: ignore[arg-type]
 
 
 def engine_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import engine_cli
+from testkit import busybox_spec, engine_cli
 
 from paas.engine.containers import ContainerSpec
 from paas.engine.engine import Engine
@@ -22,11 +22,7 @@ RECORD = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP
 
 
 def spec(engine: Engine, script: str, **extra: Any) -> ContainerSpec:
-    image = engine.images.get("busybox")
-    return ContainerSpec(
-        name="logger", lowerdirs=tuple(str(p) for p in engine.images.lowerdirs(image)),
-        argv=("sh", "-c", script), network="none", **extra,
-    )
+    return busybox_spec(engine, "sh", "-c", script, name="logger", **extra)
 
 
 def run_to_exit(engine: Engine, script: str, **extra: Any) -> Path:

@@ -12,9 +12,11 @@ import socket
 import threading
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testkit import accepts, free_port, http_get, iptables_rules
+from testkit import busybox_spec as base_spec
 
 from paas.engine import nat
 from paas.engine.containers import ContainerSpec, ContainerStatus, PortMapping
@@ -25,10 +27,8 @@ from paas.errors import ContainerError
 HTTPD = 'mkdir -p /w && echo "hello from $0" > /w/index.html && exec httpd -f -p 80 -h /w'
 
 
-def busybox_spec(engine: Engine, *argv: str, **kwargs: object) -> ContainerSpec:
-    lowerdirs = tuple(str(d) for d in engine.images.lowerdirs(engine.images.get("busybox")))
-    kwargs.setdefault("network", "bridge")
-    return ContainerSpec(name="test", lowerdirs=lowerdirs, argv=argv, **kwargs)  # type: ignore[arg-type]
+def busybox_spec(engine: Engine, *argv: str, **kwargs: Any) -> ContainerSpec:
+    return base_spec(engine, *argv, **{"network": "bridge", **kwargs})
 
 
 def start_httpd(engine: Engine, name: str, *ports: PortMapping) -> str:

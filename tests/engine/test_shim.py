@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import busybox_spec as base_spec
 from testkit import wait_until
 
 from paas.engine.containers import Bind, ContainerSpec
@@ -40,11 +41,7 @@ SMALL_WRITES = "i=0; while [ $i -lt 1100 ]; do printf 0123456789abcdef; i=$((i+1
 
 
 def busybox_spec(engine: Engine, script: str, **extra: Any) -> ContainerSpec:
-    image = engine.images.get("busybox")
-    return ContainerSpec(
-        name="shim", lowerdirs=tuple(str(p) for p in engine.images.lowerdirs(image)),
-        argv=("sh", "-c", script), network="none", **extra,
-    )
+    return base_spec(engine, "sh", "-c", script, name="shim", **extra)
 
 
 def start(engine: Engine, script: str, **extra: Any) -> str:

@@ -26,6 +26,12 @@ COMMAND_MODULES: dict[str, str] = {
     "ssh-server": "ssh_server",
     "worker": "worker",
 }
+# The host operator's commands: the platform's own processes, the container engine (root on
+# this host) and the key list. An SSH client never runs them (paas.ssh.session refuses them).
+HOST_ONLY = frozenset({
+    "engine", "git-hook", "ssh-keys:add", "ssh-keys:remove", "up", "down", "redis", "router",
+    "web", "ssh-server", "worker",
+})
 
 
 def load_module_commands(module_name: str) -> list[click.Command]:

@@ -17,6 +17,7 @@ from typing import IO
 
 import paramiko
 
+from paas.cli.commands import HOST_ONLY
 from paas.config import Settings
 from paas.core.names import validate_app_name
 from paas.errors import AppExistsError, AppNotFoundError, UsageError
@@ -53,6 +54,8 @@ def plan(settings: Settings, store: Store, command: str, user: str) -> Plan:
     env = {**settings.to_env(), "PAAS_SSH_USER": user}
     if words[0] in GIT_COMMANDS:
         return _git_plan(settings, store, words, env)
+    if words[0] in HOST_ONLY or words[0].startswith("-"):  # `--help` is `help`; no options here
+        raise UsageError(f"unknown command {words[0]!r} (try: help)")
     argv = ["--help"] if words == ["help"] else words
     cwd = settings.home if settings.home.is_dir() else Path("/")
     return Plan([sys.executable, "-m", "paas.cli.main", *argv], cwd, env)

@@ -9,10 +9,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from testkit import KeyPair, SSHTarget, make_keypair, make_repo
 
 from paas.config import Settings
 from paas.core.keys import fingerprint
+from paas.errors import UsageError
+from paas.ssh import session
 from paas.ssh.server import load_host_key
 from paas.store import Store
 
@@ -54,6 +57,23 @@ def test_help_and_unknown_command(ssh_server: SSHTarget) -> None:
     bogus = ssh_server.ssh("bogus")
     assert bogus.returncode == 1
     assert "Usage:" in bogus.stderr and "No such command" in bogus.stderr
+
+
+def test_host_only_commands_are_refused(ssh_server: SSHTarget) -> None:
+    # The engine runs containers as root and up/down/... are the platform's own processes:
+    # the host's operator runs them, never an SSH client.
+    for command in ("engine ps", "engine run busybox true", "down", "worker", "redis",
+                    "ssh-keys:add eve /etc/shadow", "ssh-keys:remove alice"):
+        done = ssh_server.ssh(command)
+        assert done.returncode == 1, command
+        assert f"unknown command {command.split()[0]!r} (try: help)" in done.stderr, command
+    assert ssh_server.ssh("ssh-keys:list").stdout.startswith("alice SHA256:")  # still there
+
+
+def test_options_in_place_of_a_command_are_refused(settings: Settings, store: Store) -> None:
+    for command in ("--help", "-h", "--version"):  # an ssh client takes these as its own
+        with pytest.raises(UsageError, match="unknown command"):
+            session.plan(settings, store, command, "alice")
 
 
 def test_shell_metacharacters_are_just_characters(

@@ -14,7 +14,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,15 +201,21 @@ def _parts(name: str, what: str = "entry") -> list[str]:
     return parts
 
 
-def _parent_dir(state: _Extraction, parts: list[str], name: str) -> Path:
-    """The directory that will hold the entry; missing parents are created, symlinks refused."""
-    current = state.root
+def make_parents(
+    root: Path, parts: Sequence[str], name: str, on_new: Callable[[Path], None] | None = None
+) -> Path:
+    """The directory under ``root`` that will hold the entry ``parts``; missing parents are
+    created (mode 0755, then ``on_new(path)``), symlinks and non-directories refused with
+    LayerUnsafeError: an archive entry must not write through them."""
+    current = root
     for part in parts[:-1]:
         current = current / part
         try:
             st = os.lstat(current)
         except FileNotFoundError:
             os.mkdir(current, 0o755)
+            if on_new is not None:
+                on_new(current)
             continue
         if stat.S_ISLNK(st.st_mode):
             raise LayerUnsafeError(f"entry {name!r} goes through a symlink at {part!r}")
@@ -232,7 +238,7 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, state: _Extra
         _claim(state, "", member.name)
         _set_attrs(state, state.root, member)
         return
-    parent = _parent_dir(state, parts, member.name)
+    parent = make_parents(state.root, parts, member.name)
     base = parts[-1]
     if base.startswith(WHITEOUT_PREFIX):
         _whiteout(state, member, parent, parts)
@@ -311,7 +317,7 @@ def _link_source(member: tarfile.TarInfo, state: _Extraction) -> Path:
             f"hardlink {member.name!r} points to {member.linkname!r}, not an earlier entry"
         )
     source = state.root.joinpath(*parts)
-    _parent_dir(state, parts, member.linkname)
+    make_parents(state.root, parts, member.linkname)
     try:
         st = os.lstat(source)
     except FileNotFoundError:

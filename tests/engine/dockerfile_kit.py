@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Iterator
 from pathlib import Path
-
-from testkit import scratch_engine
 
 from paas.engine.containers import ContainerSpec
 from paas.engine.dockerfile.builder import build_dockerfile
 from paas.engine.dockerfile.imagefs import ImageFS
 from paas.engine.engine import Engine
 from paas.engine.images import Image
-
-
-@contextlib.contextmanager
-def busybox_engine(root: Path) -> Iterator[Engine]:
-    """An engine on a private root, random bridge and subnet, with the busybox image."""
-    with scratch_engine(root) as engine:
-        yield engine
 
 
 def make_context(root: Path, dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:

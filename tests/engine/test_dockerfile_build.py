@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockerfile_kit import assert_clean, build, busybox_engine, make_context, read, run_in
+from dockerfile_kit import assert_clean, build, make_context, read, run_in
+from testkit import scratch_engine
 
 from paas.engine.engine import Engine
 from paas.engine.images import Image
@@ -15,7 +16,7 @@ from paas.errors import BuildError, DockerfileError, ImageNotFoundError, PaasErr
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    with busybox_engine(tmp_path_factory.mktemp("engine")) as engine:
+    with scratch_engine(tmp_path_factory.mktemp("engine")) as engine:
         yield engine
 
 

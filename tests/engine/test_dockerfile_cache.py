@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockerfile_kit import assert_clean, build, busybox_engine, make_context, read
+from dockerfile_kit import assert_clean, build, make_context, read
+from testkit import scratch_engine
 
 from paas.engine.engine import Engine
 
@@ -22,7 +23,7 @@ DOCKERFILE = (
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    with busybox_engine(tmp_path_factory.mktemp("engine")) as engine:
+    with scratch_engine(tmp_path_factory.mktemp("engine")) as engine:
         yield engine
 
 

@@ -7,7 +7,6 @@ import re
 import pytest
 
 from paas.engine.dockerfile.substitute import (
-    env_mapping,
     expand,
     expand_args,
     expand_pairs,
@@ -256,7 +255,3 @@ def test_escape_parameter_reaches_every_splitter() -> None:
     assert expand_words("a` b c", ENV, "`") == ["a b", "c"]
     assert expand_pairs("K=a` b", ENV, "`") == [("K", "a b")]
     assert expand_args("K=c:\\x", ENV, "`") == [("K", "c:\\x")]
-
-
-def test_env_mapping() -> None:
-    assert env_mapping(("A=1", "B=x=y", "A=2", "C")) == {"A": "2", "B": "x=y", "C": ""}

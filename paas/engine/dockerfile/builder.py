@@ -91,8 +91,7 @@ class Build:
 
     def _announce(self, instruction: Instruction) -> None:
         self.step_number += 1
-        text = instruction.original or f"{instruction.keyword} {instruction.args}"
-        self.log(f"Step {self.step_number}/{self.total} : {text}")
+        self.log(f"Step {self.step_number}/{self.total} : {instruction.original}")
 
     def where(self, instruction: Instruction) -> str:
         return instruction.where(self.dockerfile.filename)
@@ -180,8 +179,7 @@ class Build:
                 self.log(f" ---> CACHED {hit.short_id}")
                 return
         outcome = make()
-        history = instruction.original or f"{instruction.keyword} {instruction.args}"
-        image = self.images.commit(state.image, outcome.layer, outcome.config, history)
+        image = self.images.commit(state.image, outcome.layer, outcome.config, instruction.original)
         if outcome.layer is not None:
             outcome.layer.unlink(missing_ok=True)
         self.images.cache_put(key, image)

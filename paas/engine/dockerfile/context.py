@@ -100,17 +100,10 @@ def _nonempty(entries: Iterator[Walked]) -> Iterator[Walked]:
 
 def _source_parts(source: str) -> list[str] | None:
     """A COPY source as clean components (absolute means from the root); None when it climbs out."""
-    parts: list[str] = []
-    for name in source.split("/"):
-        if name in ("", "."):
-            continue
-        if name != "..":
-            parts.append(name)
-        elif parts:
-            parts.pop()
-        else:
-            return None
-    return parts
+    cleaned = clean_path(source.lstrip("/"))
+    if cleaned == ".." or cleaned.startswith("../"):
+        return None
+    return [] if cleaned == "." else cleaned.split("/")
 
 
 class BuildContext:
@@ -265,10 +258,12 @@ class BuildContext:
 
     def walk(self, rel: str) -> Iterator[Entry]:
         """The entry at rel and, for a dir, every included entry below it (parents first, sorted)."""
-        for entry, _ in self._walk(rel):
+        for entry, _ in self.walk_stat(rel):
             yield entry
 
-    def _walk(self, rel: str) -> Iterator[Walked]:
+    def walk_stat(self, rel: str) -> Iterator[Walked]:
+        """walk(), each entry with the stat it was made from (of `Entry.path`, never a symlink
+        followed)."""
         parts = _source_parts(rel)
         try:
             if parts is None:
@@ -316,7 +311,7 @@ class BuildContext:
         digest = hashlib.sha256()
         for rel in rels:
             digest.update(b"source\0" + os.fsencode(rel) + b"\0")
-            for entry, st in self._walk(rel):
+            for entry, st in self.walk_stat(rel):
                 content = self._file_digest(entry.path, st) if entry.kind == "file" else entry.link
                 # NUL ends every field: names and link targets cannot hold one, so no two trees collide.
                 record = (f"{entry.rel}\0{entry.kind}\0{entry.mode:o}\0{entry.uid}\0{entry.gid}\0"

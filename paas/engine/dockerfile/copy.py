@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from paas.engine.dockerfile.context import BuildContext, Entry, entry_kind
+from paas.engine.dockerfile.context import BuildContext, entry_kind
 from paas.engine.dockerfile.imagefs import ImageFS, Node, split
 from paas.engine.dockerfile.metadata import workdir_path
 from paas.engine.dockerfile.untar import extract, is_archive
@@ -175,20 +175,19 @@ def _remove(path: Path, st: os.stat_result) -> None:
         os.unlink(path)
 
 
-
 def copy_context(
     staging: Staging, context: BuildContext, rel: str, dest: Destination, *, unpack: bool,
     where: str,
 ) -> None:
     """One resolved context source into staging: a dir's contents, a file, or (ADD) an archive."""
-    entries = context.walk(rel)
-    top = next(entries)
+    entries = context.walk_stat(rel)
+    top, top_st = next(entries)
     if top.kind == "dir":
         base = staging.ensure_dir(dest.path)
         prefix = "" if top.rel == "." else top.rel + "/"
         # The directory itself is not copied, only its contents (Docker's rule).
-        for entry in entries:
-            _put_entry(staging, base / entry.rel[len(prefix):], entry)
+        for entry, st in entries:
+            staging.put(base / entry.rel[len(prefix):], entry.kind, entry.path, st, keep_owner=False)
         return
     if unpack and top.kind == "file" and is_archive(top.path):
         target_dir = staging.ensure_dir(dest.path)
@@ -197,12 +196,7 @@ def copy_context(
     name = posixpath.basename(top.rel)
     path = posixpath.join(dest.path, name) if dest.is_dir else dest.path
     staging.ensure_dir(posixpath.dirname(path))
-    _put_entry(staging, staging.host(path), top)
-
-
-def _put_entry(staging: Staging, target: Path, entry: Entry) -> None:
-    st = os.stat(entry.path) if entry.kind != "symlink" else os.lstat(entry.path)
-    staging.put(target, entry.kind, entry.path, st, keep_owner=False)
+    staging.put(staging.host(path), top.kind, top.path, top_st, keep_owner=False)
 
 
 def copy_image(staging: Staging, source: ImageFS, paths: list[str], dest: Destination) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from paas.engine.dockerfile.lexer import DEFAULT_ESCAPE, split_fields, split_words
 from paas.errors import DockerfileError
 
-__all__ = ["env_mapping", "expand", "expand_args", "expand_pairs", "expand_words"]
+__all__ = ["expand", "expand_args", "expand_pairs", "expand_words"]
 
 # Python recursion, not the input, would otherwise set the limit (a RecursionError, not ours).
 MAX_NESTING = 64
@@ -76,15 +76,6 @@ def expand_args(
         if not name:
             raise DockerfileError(f"ARG names can not be blank: {word!r}")
         result.append((name, expand(value, env, escape) if has_value else None))
-    return result
-
-
-def env_mapping(env: tuple[str, ...]) -> dict[str, str]:
-    """`K=V` entries of an image config into a dict (later entries win)."""
-    result: dict[str, str] = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        result[key] = value
     return result
 
 

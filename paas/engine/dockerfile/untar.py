@@ -12,17 +12,14 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
-from paas.engine.layers import check_inflation
+from paas.engine.layers import check_inflation, make_parents
 from paas.errors import BuildError, LayerUnsafeError
 
 _MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 _USTAR_OFFSET = 257
 _CHUNK = 1 << 20
-
-Place = Callable[[Path, int, int, int, int], None]  # (path, mode, uid, gid, mtime) -> None
 
 
 def is_archive(path: Path) -> bool:
@@ -77,18 +74,7 @@ class _Extractor:
         self.bytes = 0
 
     def parent(self, parts: list[str], name: str) -> Path:
-        current = self.dest
-        for part in parts[:-1]:
-            current = current / part
-            try:
-                st = os.lstat(current)
-            except FileNotFoundError:
-                os.mkdir(current, 0o755)
-                self.attrs(current, 0o755, 0, 0)
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise BuildError(f"{self.where}: archive entry {name!r} goes through a non-directory")
-        return current
+        return make_parents(self.dest, parts, name, lambda path: self.attrs(path, 0o755, 0, 0))
 
     def attrs(self, path: Path, mode: int, uid: int, gid: int) -> None:
         uid, gid = self.owner or (uid, gid)

@@ -39,9 +39,9 @@ from paas.engine.archive_read import (
     open_archive,
 )
 from paas.engine.content import digest_bytes
-from paas.engine.images import MANIFEST_MEDIA_TYPE, Image, ImageStore, normalize_ref
+from paas.engine.images import MANIFEST_MEDIA_TYPE, Image, ImageStore, tag_in
 from paas.engine.ingest import ingest_layer
-from paas.errors import ImageInvalidError, NameInvalidError, PaasError
+from paas.errors import ImageInvalidError, PaasError
 
 __all__ = ["load", "save"]
 
@@ -52,10 +52,11 @@ __all__ = ["load", "save"]
 def save(images: ImageStore, refs: Sequence[str], out: Path) -> None:
     """Write the images (by ref or id) to ``out``: an OCI layout plus Docker's manifest.json."""
     chosen: dict[str, tuple[Image, list[str]]] = {}
+    tags = images.tags()
     for arg in refs:
         image = images.get(arg)
         names = chosen.setdefault(image.id, (image, []))[1]
-        ref = _tag_of(images, arg)
+        ref = tag_in(arg, tags)
         if ref is not None and ref not in names:
             names.append(ref)
     out = Path(out)
@@ -68,21 +69,12 @@ def save(images: ImageStore, refs: Sequence[str], out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _tag_of(images: ImageStore, arg: str) -> str | None:
-    """The normalized ref when ``arg`` is a tag in the store, None when it is an id."""
-    try:
-        ref = normalize_ref(arg)
-    except NameInvalidError:
-        return None
-    return ref if ref in images.tags() else None
-
-
 def _write_layout(images: ImageStore, tar: tarfile.TarFile, chosen: list[tuple[Image, list[str]]]) -> None:
     for name in ("blobs", "blobs/sha256"):
         tar.addfile(_info(name, tarfile.DIRTYPE, 0))
     written: set[str] = set()
     for image, _ in chosen:
-        for digest in (image.id, image.manifest_digest, *image.layers):
+        for digest in image.blobs:
             if digest not in written:
                 _add_blob(images, tar, digest)
                 written.add(digest)
@@ -185,6 +177,6 @@ def _undo(images: ImageStore, added: list[Image], written: set[str]) -> None:
     with images.records() as records:
         for image in added:
             records.remove(image.id)
-        needed = {d for i in records.images() for d in (i.id, i.manifest_digest, *i.layers)}
+        needed = {d for i in records.images() for d in i.blobs}
         for digest in written - needed:
             images.content.delete(digest)

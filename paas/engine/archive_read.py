@@ -11,7 +11,6 @@ it is ingested (``ingest.ingest_layer``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from paas.engine.content import check_digest
+from paas.engine.content import check_digest, digest_bytes
 from paas.engine.images import MANIFEST_MEDIA_TYPE, local_architecture, normalize_ref
 from paas.engine.layers import check_inflation
 from paas.errors import ImageInvalidError, NameInvalidError
@@ -88,7 +87,7 @@ class Archive:
             raise ImageInvalidError(f"archive: {what} {name!r} is larger than {MAX_JSON_BYTES} bytes")
         with self.stream(name, what) as src:
             data = src.read(MAX_JSON_BYTES + 1)
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        actual = digest_bytes(data)
         if digest is not None and actual != digest:
             raise ImageInvalidError(f"archive: {what} {name!r} is {actual}, expected {digest}")
         return data

@@ -16,11 +16,9 @@ from pathlib import Path
 from paas.engine import layers
 from paas.engine.containers import Container
 from paas.engine.dockerfile.metadata import apply_changes
-from paas.engine.images import Image, ImageStore
+from paas.engine.images import MIN_ID_PREFIX, Image, ImageStore
 from paas.engine.runtime import Runtime
 from paas.errors import ContainerError, ImageNotFoundError
-
-MIN_ID_PREFIX = 4
 
 
 def find_container(runtime: Runtime, name_or_id: str) -> Container:

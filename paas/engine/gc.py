@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paas.engine.containers import Container, ContainerStatus
-from paas.engine.images import Image, ImageStore, Records, normalize_ref
-from paas.errors import ImageInUseError, NameInvalidError
+from paas.engine.images import Image, ImageStore, Records, tag_in
+from paas.errors import ImageInUseError
 
 GRACE_SECONDS = 600.0
 
@@ -114,13 +114,12 @@ def prune(
 def _prune_candidates(
     records: Records, protected: Set[str], all: bool, fresh_after: float  # noqa: A002
 ) -> list[Image]:
-    tagged = set(records.tags().values())
-    cached = records.cached()
+    images = records.images()
+    named = set(records.tags().values()) | records.cached()
     # A build step's image between commit and cache_put is neither tagged nor cached yet.
-    fresh = {i.id for i in records.images()
-             if i.id not in tagged | cached and records.added(i.id) > fresh_after}
-    spared = set(protected) | fresh | (set() if all else tagged | cached)
-    return [image for image in records.images() if image.id not in spared]
+    fresh = {i.id for i in images if i.id not in named and records.added(i.id) > fresh_after}
+    spared = set(protected) | fresh | (set() if all else named)
+    return [image for image in images if image.id not in spared]
 
 
 def _free_blobs(
@@ -128,8 +127,8 @@ def _free_blobs(
     dry_run: bool,
 ) -> tuple[int, int]:
     """Delete blobs no remaining image refers to; return (count, bytes)."""
-    needed = {d for i in remaining for d in (i.id, i.manifest_digest, *i.layers)}
-    released = {d for i in removed for d in (i.id, i.manifest_digest, *i.layers)}
+    needed = {d for i in remaining for d in i.blobs}
+    released = {d for i in removed for d in i.blobs}
     count = freed = 0
     for digest in images.content.digests():
         if digest in needed:
@@ -223,7 +222,7 @@ def _rmi_records(
     """Untag and remove records under the lock; return the lines and the image removed, if any."""
     image = records.resolve(ref_or_id)
     refs = sorted(r for r, i in records.tags().items() if i == image.id)
-    by_name = _named_ref(ref_or_id, refs)
+    by_name = tag_in(ref_or_id, refs)
     lines: list[str] = []
     if by_name is not None:
         if len(refs) == 1 and image.id in in_use and not force:
@@ -256,12 +255,3 @@ def _check_removable(
         raise ImageInUseError(
             f"unable to delete {image.short_id} (must be forced): a stopped container uses it"
         )
-
-
-def _named_ref(ref_or_id: str, refs: list[str]) -> str | None:
-    """The normalized ref when ``ref_or_id`` names one of the image's tags, else None (an id)."""
-    try:
-        ref = normalize_ref(ref_or_id)
-    except NameInvalidError:
-        return None
-    return ref if ref in refs else None

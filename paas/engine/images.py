@@ -18,7 +18,7 @@ import os
 import platform
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,15 @@ def normalize_ref(ref: str) -> str:
     return f"{name}:{tag}"
 
 
+def tag_in(ref_or_id: str, refs: Container[str]) -> str | None:
+    """The normalized ref when ``ref_or_id`` names one of ``refs``, else None (it is an id)."""
+    try:
+        ref = normalize_ref(ref_or_id)
+    except NameInvalidError:
+        return None
+    return ref if ref in refs else None
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -84,6 +93,11 @@ class Image:
     @property
     def short_id(self) -> str:
         return self.id.split(":", 1)[1][:12]
+
+    @property
+    def blobs(self) -> tuple[str, ...]:
+        """The content-store digests the image is made of: config, manifest, layers."""
+        return (self.id, self.manifest_digest, *self.layers)
 
 
 def _config_doc(
@@ -204,7 +218,7 @@ class ImageStore:
         return image
 
     def _check_blobs(self, image: Image) -> None:
-        for digest in (image.id, image.manifest_digest, *image.layers):
+        for digest in image.blobs:
             if not self.content.has(digest):
                 raise BlobNotFoundError(
                     f"image {image.id}: blob {digest} was removed meanwhile (a concurrent prune?)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import tempfile
@@ -19,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from paas.engine import layers
-from paas.engine.content import check_digest
+from paas.engine.content import check_digest, digest_bytes
 from paas.errors import ImageInvalidError
 
 
@@ -32,7 +31,7 @@ def chain_ids(diff_ids: Sequence[str]) -> tuple[str, ...]:
             chain.append(diff_id)
             continue
         joined = f"{chain[-1]} {diff_id}".encode()
-        chain.append("sha256:" + hashlib.sha256(joined).hexdigest())
+        chain.append(digest_bytes(joined))
     return tuple(chain)
 
 

@@ -193,7 +193,6 @@ def test_history_comment_and_size(store: ImageStore, tmp_path: Path,
     assert store.size(three) == sum(store.content.size(d) for d in two.layers)
 
 
-
 def test_records_remove_drops_tags_and_cache_but_keeps_blobs(
     store: ImageStore, two_layers: tuple[Image, Image]
 ) -> None:
@@ -208,7 +207,7 @@ def test_records_remove_drops_tags_and_cache_but_keeps_blobs(
         with pytest.raises(ImageNotFoundError):
             records.remove(two.id)
     assert not store.has(two.id) and store.tags() == {} and store.cache_get("key") is None
-    assert all(store.content.has(d) for d in (two.id, two.manifest_digest, *two.layers))
+    assert all(store.content.has(d) for d in two.blobs)
 
 
 def test_a_layer_that_fails_to_unpack_stores_no_config(store: ImageStore, tmp_path: Path) -> None:

@@ -19,12 +19,11 @@ import ipaddress
 import json
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,19 +35,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from testkit import stop_process
+from testkit import free_port, stop_process
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT_S = 20.0
 TOKEN_TTL_S = 300
 SERVICE = "paas-test-registry"
 ISSUER = "paas-test-token-issuer"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +78,6 @@ class RegistryServer:
 
     def stop(self) -> None:
         stop_process(self.process)
-
 
 
 def _certificate(common_name: str, ip: str | None = None) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
@@ -151,7 +143,7 @@ def start_registry(
     With ``tls`` it speaks HTTPS with a self-signed certificate (``.ca_path``).
     """
     tmp.mkdir(parents=True, exist_ok=True)
-    host = f"127.0.0.1:{_free_port()}"
+    host = f"127.0.0.1:{free_port()}"
     storage = tmp / "storage"
     storage.mkdir(exist_ok=True)
     config = _config(host, storage, auth)
@@ -198,15 +190,6 @@ def _wait_ready(server: RegistryServer) -> None:
 def _unverified() -> ssl.SSLContext:
     # Only to see that the port answers; the tests themselves verify the certificate.
     return ssl._create_unverified_context()
-
-
-@contextlib.contextmanager
-def running_registry(tmp: Path, auth: TokenAuth | BasicAuth | None = None) -> Iterator[RegistryServer]:
-    server = start_registry(tmp, auth)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # --- the token server ---

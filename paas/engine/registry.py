@@ -18,7 +18,6 @@ import http.client
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from paas.core.units import human_size
 from paas.engine import registry_manifest as rm
@@ -326,7 +325,7 @@ class RegistryClient:
         return refs
 
 
-def _check_digest_header(response: Any, expected: str, what: str) -> None:
+def _check_digest_header(response: http.client.HTTPResponse, expected: str, what: str) -> None:
     got = response.headers.get("Docker-Content-Digest")
     if got and got != expected:
         raise RegistryError(f"{what}: the registry stored {got}, but we sent {expected}")

@@ -24,6 +24,8 @@ DEFAULT_TOKEN_TTL_S = 60  # the token spec's default when expires_in is absent
 TOKEN_EXPIRY_MARGIN_S = 10
 MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 USER_AGENT = "paas-engine"
+CREDENTIALS_HINT = ("pass --username and --password-stdin "
+                    "(or set PAAS_REGISTRY_USER and PAAS_REGISTRY_PASSWORD)")
 _PARAM_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,|$)')
 
 
@@ -99,10 +101,7 @@ class Authenticator:
     def refused(self, what: str) -> RegistryError:
         """The error for a request still refused after we answered (or could not answer) the challenge."""
         if self.credentials is None:
-            return RegistryError(
-                f"{what}: registry {self.host} requires authentication: pass --username and "
-                "--password-stdin (or set PAAS_REGISTRY_USER and PAAS_REGISTRY_PASSWORD)"
-            )
+            return RegistryError(f"{what}: registry {self.host} requires authentication: {CREDENTIALS_HINT}")
         return RegistryError(
             f"{what}: registry {self.host} refused user {self.credentials[0]!r}: check the "
             "password, and that the user may access this repository"
@@ -128,8 +127,7 @@ class Authenticator:
     def _token_refused(self, realm: str) -> RegistryError:
         if self.credentials is None:
             return RegistryError(
-                f"authentication required by {self.host} (token server {realm}): pass --username and "
-                "--password-stdin (or set PAAS_REGISTRY_USER and PAAS_REGISTRY_PASSWORD)"
+                f"authentication required by {self.host} (token server {realm}): {CREDENTIALS_HINT}"
             )
         return RegistryError(
             f"authentication failed: token server {realm} refused user {self.credentials[0]!r} "
@@ -148,7 +146,7 @@ class Authenticator:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self.credentials is not None:
             headers["Authorization"] = basic_header(self.credentials)
-        conn = _connection(url.scheme, url.netloc, self._timeout)
+        conn = connection(url.scheme, url.netloc, self._timeout)
         try:
             conn.request("GET", path, headers=headers)
             response = conn.getresponse()
@@ -159,7 +157,8 @@ class Authenticator:
             conn.close()
 
 
-def _connection(scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
+def connection(scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
+    """A new connection to ``netloc``; HTTPS verifies against the system's trust store."""
     if scheme == "https":
         return http.client.HTTPSConnection(netloc, timeout=timeout, context=ssl.create_default_context())
     return http.client.HTTPConnection(netloc, timeout=timeout)

@@ -12,11 +12,11 @@ import contextlib
 import http.client
 import json
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from paas.engine.registry_auth import USER_AGENT, Authenticator
+from paas.engine.registry_auth import USER_AGENT, Authenticator, connection
 from paas.errors import RegistryError
 
 MAX_REDIRECTS = 5
@@ -71,7 +71,7 @@ class RegistrySession:
         ``target`` is a path on this registry or an absolute URL (upload locations).
         The caller reads the response to its end (or calls ``discard``) before the next request.
         """
-        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
+        rewind = _rewinder(body)
         for attempt in range(2):
             response = self._follow(method, target, scope, what, dict(headers or {}), body, size)
             if response.status != 401:
@@ -80,8 +80,7 @@ class RegistrySession:
             self.discard(response)
             if attempt or not self.auth.answer(challenges, scope):
                 raise self.auth.refused(what)
-            if body is not None and not isinstance(body, bytes):
-                body.seek(start)
+            rewind()
         raise AssertionError("unreachable")
 
     def _follow(
@@ -128,7 +127,7 @@ class RegistrySession:
         size: int, what: str,
     ) -> http.client.HTTPResponse:
         headers.setdefault("User-Agent", USER_AGENT)
-        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
+        rewind = _rewinder(body)
         self._counts[method] += 1
         reused = origin in self._conns and self._reusable(origin)
         try:
@@ -138,8 +137,7 @@ class RegistrySession:
                 if not reused:
                     raise
                 self._drop(origin)
-                if body is not None and not isinstance(body, bytes):
-                    body.seek(start)
+                rewind()
                 return self._attempt(origin, method, path, headers, body, size)
         except ssl.SSLCertVerificationError as e:
             self._drop(origin)
@@ -186,14 +184,7 @@ class RegistrySession:
     def _connection(self, origin: tuple[str, str]) -> http.client.HTTPConnection:
         if origin in self._conns and self._reusable(origin):
             return self._conns[origin]
-        scheme, netloc = origin
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(netloc, timeout=self._timeout,
-                                               context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
-        self._conns[origin] = conn
+        conn = self._conns[origin] = connection(*origin, self._timeout)
         return conn
 
     def _drop(self, origin: tuple[str, str]) -> None:
@@ -221,6 +212,14 @@ class RegistrySession:
             raise RegistryError(f"{what}: the download from {self.host} broke off: {_describe(e)}") from None
         finally:
             self.discard(response)
+
+
+def _rewinder(body: Body) -> Callable[[], object]:
+    """What puts a file body back where it is now, to send it again (bytes need nothing)."""
+    if body is None or isinstance(body, bytes):
+        return lambda: None
+    start = body.tell()
+    return lambda: body.seek(start)
 
 
 def _describe(error: BaseException) -> str:

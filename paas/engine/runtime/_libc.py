@@ -65,6 +65,10 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(result, "pivot_root", new_root)
 
 
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import paas
 from paas.engine.containers import Container
 from paas.engine.runtime.execspec import ExecSpec
-from paas.engine.runtime.spawn import _launcher_env
 from paas.engine.runtime.stdio import Relay
 from paas.errors import ContainerError
 
@@ -83,7 +83,7 @@ def _start(
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-S", "-c", HELPER, str(theirs.fileno())],
-                env=_launcher_env(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                env=_helper_env(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                 pass_fds=(theirs.fileno(),),
                 start_new_session=True,  # the terminal's ^C is for the CLI, not the helper
             )
@@ -99,6 +99,12 @@ def _start(
             proc.kill()
             proc.wait()
             raise
+
+
+def _helper_env() -> dict[str, str]:
+    """The helper interpreter's environment: just enough to import paas, no site, and none
+    of our secrets, which the container could otherwise read."""
+    return {"PYTHONPATH": str(Path(paas.__file__).resolve().parent.parent)}
 
 
 def _handshake(sock: socket.socket, spec: ExecSpec) -> int | None:

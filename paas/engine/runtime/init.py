@@ -42,7 +42,6 @@ TYPE_CHECKING = False  # the launcher starts with every container: keep its impo
 if TYPE_CHECKING:
     from typing import NoReturn
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # A chatty app then wakes the shim (and it writes the log) in big batches.
 PIPE_SIZE = 1 << 18
 START = b"s"  # the shim's go-ahead to the app's process (shim.c writes it)
@@ -111,19 +110,6 @@ def _launcher_done(fd: int) -> None:
         os.close(fd)
     if result != "ok":
         raise ContainerError(result or "the container launcher died during setup")
-
-
-def _environ(spec: LaunchSpec, home: str) -> dict[str, str]:
-    env = {}
-    for entry in spec.env:
-        key, _, value = entry.partition("=")
-        env[key] = value
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOSTNAME", spec.hostname)
-    env.setdefault("HOME", home)
-    if spec.tty:
-        env.setdefault("TERM", "xterm")  # as Docker sets it
-    return env
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +186,7 @@ def _exec_app(
         if spec.tty:  # its controlling terminal: job control, ^C and SIGWINCH work
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         who = users.resolve(spec.user)  # pivot_root is done: the container's /etc
-        env = _environ(spec, who.home)
+        env = process.environ(spec.env, spec.hostname, who.home, spec.tty)
         workdir = safepath.open_workdir(spec.workdir)
         security.confine(who, seccomp_program)
         _enter_workdir(spec.workdir, workdir)
@@ -270,7 +256,7 @@ def _exec_shim(spec: LaunchSpec, state_fd: int, shim: int, app: _Running, attach
         if spec.tty and attach >= 0:
             _send_master(attach, stdio.stdout)
     kept = {*passed, stdio.stdin, attach} - {-1}
-    _close_other_fds({0, 1, 2, shim, *kept})
+    process.close_fds_except({0, 1, 2, shim, *kept})
     for fd in kept:
         os.set_inheritable(fd, True)
     try:
@@ -290,15 +276,6 @@ def _send_master(attach: int, master: int) -> None:
             sock.sendmsg([b"T"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
     finally:
         sock.detach()
-
-
-def _close_other_fds(keep: set[int]) -> None:
-    low = 0
-    for fd in sorted(keep):
-        if fd > low:
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
 
 
 def _report(fd: int, line: str) -> None:

@@ -23,7 +23,7 @@ import ctypes
 import functools
 import os
 
-from paas.engine.runtime import _libc, caps, init, rootfs, seccomp, security
+from paas.engine.runtime import _libc, caps, init, process, rootfs, seccomp, security
 from paas.engine.runtime.launchspec import LaunchSpec
 from paas.errors import ContainerError
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 BASE_NAMESPACES = _libc.CLONE_NEWNS | _libc.CLONE_NEWUTS | _libc.CLONE_NEWIPC | _libc.CLONE_NEWPID
 EXIT_LAUNCH_FAILED = 125
 PROC_TITLE = b"paas-init"
-MAX_FDS = 1 << 20
 # The libc functions (runtime._libc) the launcher, the init and the app's process call.
 LIBC_CALLS = ("unshare", "mount", "umount2", "syscall", "sethostname", "prctl", "capset")
 # /proc/PID/stat fields after the command name: arg_start, arg_end, env_start, env_end
@@ -65,7 +64,7 @@ def child(spec: LaunchSpec, output_fd: int, cgroup_files: tuple[bytes, ...]) -> 
     try:
         os.setsid()  # a terminal's ^C must not reach the container
         _stdio(output_fd)
-        _close_fds_but(spec.report_fd, spec.go_fd)
+        process.close_fds_except({0, 1, 2, spec.report_fd, spec.go_fd})
         _forget_engine()
         security.hide_from_ptrace()  # inherited by the init, for the init's whole life
         for path in cgroup_files:  # before the fork: the init is born in them
@@ -110,14 +109,6 @@ def _stdio(output_fd: int) -> None:
     os.dup2(devnull, 0)
     if devnull != 0:
         os.close(devnull)
-
-
-def _close_fds_but(*keep: int) -> None:
-    low = 3
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, MAX_FDS)
 
 
 def _forget_engine() -> None:

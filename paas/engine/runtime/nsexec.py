@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import ctypes
 import fcntl
 import os
 import signal
@@ -23,7 +22,7 @@ import termios
 import warnings  # noqa: F401  os.execvpe imports it lazily; it must be loaded before setns
 from dataclasses import dataclass
 
-from paas.engine.runtime import caps, process, safepath, seccomp, security, users
+from paas.engine.runtime import _libc, caps, process, safepath, seccomp, security, users
 from paas.engine.runtime.execspec import ExecSpec
 from paas.errors import ContainerError
 
@@ -34,12 +33,9 @@ if TYPE_CHECKING:
 # Mount last: joining it swaps our root for the container's, and /proc/PID/ns with it.
 NAMESPACES = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TIOCGPTPEER = 0x5441
 TIOCSPTLCK = 0x40045431  # termios lacks both
 _SPEC_LIMIT = 1 << 20
-
-_c = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +77,14 @@ def _join_and_fork(spec: ExecSpec, sock: socket.socket) -> int:
         with open(os.path.join(path, "cgroup.procs"), "w") as procs:
             procs.write(str(os.getpid()))
     for fd in ns_fds:
-        _setns(fd)
+        _libc.setns(fd)
         os.close(fd)
     os.chdir("/")
     # Before reading anything of the container's: without CAP_SYS_PTRACE, a link such as
     # /etc/passwd -> /proc/1/fd/N cannot lead us into the init's host fds.
     caps.limit_sets(0)
-    env = _environ(spec)
     who = users.resolve(spec.user)
-    env.setdefault("HOME", who.home)
+    env = process.environ(spec.env, spec.hostname, who.home, spec.tty)
     master, slave = _open_pty(spec.winsize) if spec.tty else (-1, -1)
     app = _Exec(who, env, safepath.open_workdir(spec.workdir), program, slave)
     errors_r, errors_w = os.pipe()
@@ -132,24 +127,6 @@ def _open_namespaces(spec: ExecSpec) -> list[int]:
     return fds
 
 
-def _setns(fd: int) -> None:
-    if _c.setns(ctypes.c_int(fd), ctypes.c_int(0)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-def _environ(spec: ExecSpec) -> dict[str, str]:
-    env = {}
-    for entry in spec.env:
-        key, _, value = entry.partition("=")
-        env[key] = value
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOSTNAME", spec.hostname)
-    if spec.tty:
-        env.setdefault("TERM", "xterm")
-    return env
-
-
 def _open_pty(winsize: tuple[int, int] | None) -> tuple[int, int]:
     """A pty of the container's own devpts (we are in its mount namespace now)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -182,12 +159,10 @@ def _exec(spec: ExecSpec, app: _Exec, errors: int) -> NoReturn:
     os._exit(process.EXIT_NOT_FOUND)
 
 
-
 def _wait(child: int) -> int:
     while True:
         with contextlib.suppress(InterruptedError):
             return process.exit_code(os.waitpid(child, 0)[1])
-
 
 
 def _reply(sock: socket.socket, line: str, fd: int = -1) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 EXIT_SETUP_FAILED = 125
 EXIT_CANNOT_EXEC = 126
 EXIT_NOT_FOUND = 127
+MAX_FDS = 1 << 20
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True, slots=True)
 class ProcessRef:
@@ -161,11 +163,34 @@ def signal_number(text: str) -> int:
         raise ValueError(f"invalid signal: {text}") from None
 
 
+def environ(entries: Sequence[str], hostname: str, home: str, tty: bool) -> dict[str, str]:
+    """The app's environment: its KEY=VALUE entries over the defaults Docker sets."""
+    env = {}
+    for entry in entries:
+        key, _, value = entry.partition("=")
+        env[key] = value
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", hostname)
+    env.setdefault("HOME", home)
+    if tty:
+        env.setdefault("TERM", "xterm")
+    return env
+
+
+def close_fds_except(keep: set[int]) -> None:
+    """Close every fd not in `keep`: a child about to exec must hold none of ours."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:  # closerange(0, 0) would close everything: close_range(0, ~0U)
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, MAX_FDS)
+
+
 def exec_or_report(argv: Sequence[str], env: dict[str, str], errors: int) -> None:
     """Close every fd but 0-2 and the CLOEXEC ``errors`` pipe, then exec. Only returns when
     exec failed, after writing "<exit code> <why>" to ``errors`` for the parent's read_all."""
-    os.closerange(3, errors)
-    os.closerange(errors + 1, 1 << 20)
+    close_fds_except({0, 1, 2, errors})
     try:
         os.execvpe(argv[0], list(argv), env)
     except OSError as exc:

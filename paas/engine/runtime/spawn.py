@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import paas
 from paas.engine.runtime import launch
 from paas.engine.runtime.launchspec import LaunchSpec
 from paas.errors import ContainerError
@@ -31,12 +30,6 @@ from paas.errors import ContainerError
 # _signal: the C functions behind signal's, which turn every signal of a mask into an enum
 # member (of all 64: a tenth of a millisecond a call, and more in a fresh fork).
 ALL_SIGNALS = _signal.valid_signals()
-
-
-def _launcher_env() -> dict[str, str]:
-    """The environment of a helper interpreter (runtime.nsexec): just enough to import paas,
-    no site, and none of our secrets, which the container could otherwise read."""
-    return {"PYTHONPATH": str(Path(paas.__file__).resolve().parent.parent)}
 
 
 def _pipe() -> tuple[int, int]:

@@ -220,7 +220,8 @@ def _remove_dir(path: str) -> None:
         shutil.rmtree(path)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` with `data` atomically: a reader sees the old or the new file."""
     _write_text(path, json.dumps(data, indent=1))
 
 
@@ -255,7 +256,7 @@ class ContainerStore:
             os.makedirs(path)
         for sub in ("upper", "work"):
             os.mkdir(f"{path}/{sub}")
-        _write_json(Path(path) / "spec.json", spec.to_json())
+        write_json(Path(path) / "spec.json", spec.to_json())
         return container_id  # no state.json yet: load reads that as a fresh ContainerState()
 
     def scratch(self) -> Path:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paas.engine import rtnl
-from paas.engine.containers import PortMapping
+from paas.engine.containers import PortMapping, write_json
 from paas.engine.ipam import Ipam
+from paas.engine.runtime import restart
 from paas.errors import NetworkError
 
 if TYPE_CHECKING:
@@ -40,11 +41,9 @@ ARP_TABLE = "/proc/net/arp"
 # Lets the host's 127.0.0.1 connections be DNATed out through the bridge (and their replies
 # back in). Set on the bridge only: the kernel ORs it with conf/all.
 ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{bridge}/route_localnet"
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 EGRESS_MARKER = "egress.boot"
 IFNAME_MAX = 15
 VETH_PREFIX = "veh"  # the host ends; the bridge may have other ports, which teardown keeps
-IFF_UP = 0x1
 MAX_PREFIXLEN = 30  # a bridge and one container
 
 
@@ -64,12 +63,6 @@ def _netlink(what: str) -> Iterator[IPRoute]:
             yield ipr
     except NetlinkError as exc:
         raise NetworkError(f"{what}: {exc.args[1] if len(exc.args) > 1 else exc}") from None
-
-
-def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def _check_bindable(port: PortMapping) -> None:
@@ -153,7 +146,7 @@ class Network:
             marker = (self.root / EGRESS_MARKER).read_text()
         except FileNotFoundError:
             return False
-        return (bool(flags & IFF_UP) and marker == self._egress_stamp()
+        return (bool(flags & rtnl.IFF_UP) and marker == self._egress_stamp()
                 and IP_FORWARD.read_text().strip() == "1")
 
     def _egress_stamp(self) -> str:
@@ -163,7 +156,7 @@ class Network:
             from paas.engine import nat
 
             rules = repr(nat.egress_rules(self.bridge_name, str(self.subnet))).encode()
-            self._stamp = f"{BOOT_ID.read_text().strip()} {hashlib.sha256(rules).hexdigest()[:12]}"
+            self._stamp = f"{restart.boot_id()} {hashlib.sha256(rules).hexdigest()[:12]}"
         return self._stamp
 
     def _ensure_egress(self) -> None:
@@ -270,12 +263,12 @@ class Network:
                 mine[key] = {"container": container_id, "ip": ip, "host_ip": port.host_ip}
             # Recorded before the rules go in, so a crash in between leaves a record that
             # unpublish acts on, never rules that nothing knows about.
-            _write_json(self.root / PORTS_FILE, {**taken, **mine})
+            write_json(self.root / PORTS_FILE, {**taken, **mine})
             try:
                 Path(ROUTE_LOCALNET.format(bridge=self.bridge_name)).write_text("1\n")
                 nat.publish(self.bridge_name, container_id, ip, ports)
             except (NetworkError, OSError) as exc:
-                _write_json(self.root / PORTS_FILE, taken)
+                write_json(self.root / PORTS_FILE, taken)
                 raise NetworkError(f"cannot publish the ports of {container_id}: {exc}") from None
             # After the DNAT, or a datagram in between would start a flow that bypasses it; a
             # failure here leaves rules and record together, for unpublish.
@@ -291,7 +284,7 @@ class Network:
             if kept == taken:
                 return
             nat.remove_tagged(nat.container_tag(self.bridge_name, container_id))
-            _write_json(self.root / PORTS_FILE, kept)
+            write_json(self.root / PORTS_FILE, kept)
 
     def teardown(self) -> None:
         """Remove every veth of a lease, all leases, the bridge's rules, and the bridge."""

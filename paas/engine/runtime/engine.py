@@ -163,7 +163,7 @@ class Runtime:
 
         ours, theirs = socket.socketpair()
         try:
-            if self.get(container_id).spec.tty:  # the init reads it before the app starts
+            if self.store.load(container_id)[0].tty:  # the init reads it before the app starts
                 ours.sendall(struct.pack("HHHH", *(winsize or (0, 0)), 0, 0))
             with restart.container_lock(self.store.dir(container_id)):
                 # the launcher's stdout: the init moves it off and opens the log there
@@ -234,14 +234,17 @@ class Runtime:
         with restart.container_lock(self.store.dir(container_id)) as exists:
             if not exists:
                 raise ContainerError(f"no such container: {container_id}")
-            if not stale and self.get(container_id).status is ContainerStatus.RUNNING:
-                return self.get(container_id)
+            if not stale:
+                current = self.get(container_id)
+                if current.status is ContainerStatus.RUNNING:
+                    return current
             container = self._finish(container_id)
             if stale and container.state.pid is not None:
                 error = container.state.error or HOST_RESTARTED
                 state = replace(container.state, pid=None, starttime=None, error=error)
                 self.store.save_state(container_id, state)
-            return self.get(container_id)
+                return self.get(container_id)
+            return container  # what get() would read back: the lock keeps starts out
 
     def kill(self, container_id: str, signum: int) -> bool:
         """A user's signal: the container counts as stopped by the user (no restart).
@@ -270,7 +273,7 @@ class Runtime:
     ) -> Container:
         """Send `signal` (default: the spec's stop signal, else SIGTERM), SIGKILL after `timeout`,
         then free the cgroup, veth and address."""
-        spec = self.get(container_id).spec
+        spec, _ = self.store.load(container_id)
         state = self._stopped_by_user(container_id)
         if state.pid is not None and state.starttime is not None:
             ref = process.ProcessRef(state.pid, state.starttime)
@@ -341,6 +344,7 @@ class Runtime:
         finally:
             reader.writer.close()
             os.close(dir_fd)
+
 
 def _exit_time(state_dir: Path) -> float:
     """When the init recorded the exit (it may have exited long before anyone looked), else now."""

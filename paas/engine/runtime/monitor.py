@@ -31,19 +31,13 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class _Watch:
-    fd: int
-    started_at: float | None
-
-
-@dataclass
 class Monitor:
     """Call `run()`; it returns once `stop()` is called (or a signal arrives, see serve)."""
 
     runtime: Runtime
     log: Log
     scan_interval: float = SCAN_INTERVAL_S
-    watched: dict[str, _Watch] = field(default_factory=dict)
+    watched: dict[str, int] = field(default_factory=dict)  # id -> its init's pidfd
     pending: dict[str, float] = field(default_factory=dict)  # id -> when to restart (monotonic)
     delays: dict[str, float] = field(default_factory=dict)  # id -> the last back-off
     handled: dict[str, float | None] = field(default_factory=dict)  # id -> started_at of the run
@@ -75,8 +69,8 @@ class Monitor:
                     return
                 self._restart_due()
         finally:
-            for watch in self.watched.values():
-                os.close(watch.fd)
+            for fd in self.watched.values():
+                os.close(fd)
             self.watched.clear()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -87,7 +81,7 @@ class Monitor:
         """Wait for exits until `timeout`; False once asked to stop."""
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
-        by_fd = {w.fd: cid for cid, w in self.watched.items()}
+        by_fd = {fd: cid for cid, fd in self.watched.items()}
         for fd in by_fd:
             poller.register(fd, select.POLLIN)
         for fd, _ in poller.poll(max(0, int(timeout * 1000) + 1)):
@@ -118,7 +112,7 @@ class Monitor:
         if container.status is ContainerStatus.RUNNING:
             fd = process.open_pidfd(process.ProcessRef(state.pid, state.starttime))
             if fd is not None:
-                self.watched[container.id] = _Watch(fd, state.started_at)
+                self.watched[container.id] = fd
                 return
         if self.handled.get(container.id, -1.0) != state.started_at:
             self._ended(container.id, starting=starting)
@@ -129,9 +123,9 @@ class Monitor:
         return boot is not None and boot != self.runtime.boot_id
 
     def _unwatch(self, container_id: str) -> None:
-        watch = self.watched.pop(container_id, None)
-        if watch is not None:
-            os.close(watch.fd)
+        fd = self.watched.pop(container_id, None)
+        if fd is not None:
+            os.close(fd)
 
     def _forget(self, container_id: str) -> None:
         self._unwatch(container_id)

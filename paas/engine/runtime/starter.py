@@ -161,8 +161,7 @@ class Starter:
         self.release(container_id, spec)
         pid, starttime = (ref.pid, ref.starttime) if ref else (None, None)
         state = replace(
-            state, pid=pid, starttime=starttime, error=state.error or message,
-            exit_code=state.exit_code, finished_at=time.time(),
+            state, pid=pid, starttime=starttime, error=state.error or message, finished_at=time.time(),
             restart_count=record.restart_count, boot_id=record.boot_id,
         )
         self.store.save_state(container_id, state)

@@ -5,12 +5,11 @@ and what a platform may leave behind on the host."""
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import time
 from pathlib import Path
 
-from testkit import free_port
+from testkit import free_port, random_subnet
 
 from paas.config import Settings
 from paas.engine.runtime.cgroups import group_name
@@ -27,7 +26,7 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
         "PAAS_SSH_PORT": str(free_port()),
         "PAAS_HTTP_PORT": str(free_port()),
         "PAAS_DASHBOARD_PORT": str(free_port()),
-        "PAAS_SUBNET": f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24",
+        "PAAS_SUBNET": random_subnet(),
         "PAAS_STOP_TIMEOUT": "3",
         **extra,
     }

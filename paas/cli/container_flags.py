@@ -49,6 +49,12 @@ def check_cpus(cpus: float) -> float:
     return cpus
 
 
+def check_workdir(workdir: str | None) -> None:
+    """-w must be absolute, as Docker requires."""
+    if workdir is not None and not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+
+
 def merged_env(image_env: Iterable[str], flags: Iterable[str]) -> tuple[str, ...]:
     """The image's ENV with -e on top; `-e KEY` alone takes KEY from the caller, if set."""
     env = dict(item.partition("=")[::2] for item in image_env)

@@ -9,7 +9,6 @@ The exit code is the container's; Docker's 125 when it could not be run at all.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal as signals
 import sys
 from collections.abc import Iterator
@@ -59,7 +58,7 @@ def run_with_session(runtime: Runtime, spec: ContainerSpec, remove: bool) -> int
     from paas.cli import terminal  # only sessions need it
 
     stdin = sys.stdin.fileno() if spec.interactive else None
-    size = terminal.window_size(stdin if stdin is not None and os.isatty(stdin) else 1)
+    size = terminal.window_size(terminal.size_source(stdin, 1))
     container = runtime.create(spec)
     try:
         try:

@@ -14,9 +14,8 @@ import sys
 import click
 
 from paas.cli import terminal
-from paas.cli.container_flags import merged_env
+from paas.cli.container_flags import check_workdir, merged_env
 from paas.cli.context import Context, pass_ctx
-from paas.errors import UsageError
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True,
@@ -35,8 +34,7 @@ def exec_command(ctx: Context, interactive: bool, tty: bool, env: tuple[str, ...
     """Run a command in a running container."""
     from paas.cli.engine_run import _open, find  # engine_run registers this verb: import late
 
-    if workdir is not None and not workdir.startswith("/"):
-        raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    check_workdir(workdir)
     eng = _open(ctx)
     container = find(eng.runtime, name)
     sys.stdout.flush()

@@ -39,9 +39,3 @@ def monitor(ctx: Context, wait_for_lock: bool) -> None:
     if not engine_monitor.serve(runtime, _log, wait_for_lock=wait_for_lock):
         click.echo(f"a monitor already watches {runtime.root}", err=True)
 
-
-COMMANDS = [monitor]
-
-
-def register(group: click.Group) -> None:
-    group.add_command(monitor)

@@ -19,6 +19,7 @@ import click
 
 from paas.cli.container_flags import (
     check_cpus,
+    check_workdir,
     container_name,
     image_argv,
     merged_env,
@@ -103,8 +104,7 @@ def run(ctx: Context, detach: bool, interactive: bool, tty: bool, remove: bool,
     if interactive and tty and not detach and not sys.stdin.isatty():
         click.echo("the input device is not a TTY", err=True)  # Docker's words and exit code
         raise click.exceptions.Exit(1)
-    if workdir is not None and not workdir.startswith("/"):
-        raise UsageError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    check_workdir(workdir)
     eng = _open(ctx)
     found = eng.images.get(image)
     config = found.config
@@ -192,7 +192,6 @@ def each(names: Iterable[str], action: Callable[[str], None]) -> None:
             click.echo(name)
     if failed:
         raise click.exceptions.Exit(1)
-
 
 
 # -- the verbs on existing containers ------------------------------------------------------

@@ -103,7 +103,7 @@ def _remove_socket(path: Path, ours: tuple[int, int]) -> None:
 
 
 def _receive(conn: socket.socket) -> tuple[bytes, list[int]]:
-    """The request and its fds; ([], b"") if it is cut short or not a request at all.
+    """The request and its fds; (b"", []) if it is cut short or not a request at all.
     BlockingIOError if there is none yet (an event of an fd number closed and reused)."""
     data, ancdata, flags, _ = conn.recvmsg(REQUEST_MAX, socket.CMSG_SPACE(FDS_MAX * 4), socket.MSG_DONTWAIT)
     fds = array.array("i")
@@ -195,15 +195,12 @@ class Server:
     def _start(self, session: _Session) -> None:
         assert session.conn is not None
         fds: list[int] = []
-        request = None
         try:
             data, fds = _receive(session.conn)
             request = client.decode_request(data)
         except BlockingIOError:
             return
-        except (OSError, ValueError):  # no request of ours: refused below
-            request = None
-        if request is None:
+        except (OSError, ValueError):  # no request of ours: refuse it
             for fd in fds:
                 os.close(fd)
             self._drop_conn(session, refuse="not a request this server understands")

@@ -58,16 +58,27 @@ def relay(stdin: int | None, stdout: int) -> Callable[[int, int], None]:
     """An `attach` for Runtime.exec: copy `stdin` (None: nothing) in and the output out."""
 
     def attach(master: int, done: int) -> None:
-        size_from = stdin if stdin is not None and os.isatty(stdin) else stdout
-        previous = signal.signal(signal.SIGWINCH, lambda _s, _f: _set_size(
-            master, window_size(size_from)))
-        try:
-            with raw_mode(stdin) if stdin is not None else contextlib.nullcontext():
-                _copy(master, stdin, stdout, done)
-        finally:
-            signal.signal(signal.SIGWINCH, previous)
+        with _resizes_followed(master, stdin, stdout), \
+                raw_mode(stdin) if stdin is not None else contextlib.nullcontext():
+            _copy(master, stdin, stdout, done)
 
     return attach
+
+
+def size_source(stdin: int | None, stdout: int) -> int:
+    """The fd whose window size the container's terminal takes: our stdin's, else stdout's."""
+    return stdin if stdin is not None and os.isatty(stdin) else stdout
+
+
+@contextlib.contextmanager
+def _resizes_followed(master: int, stdin: int | None, stdout: int) -> Iterator[None]:
+    """Resize the pty at `master` as our terminal is resized (SIGWINCH) until the end."""
+    size_from = size_source(stdin, stdout)
+    previous = signal.signal(signal.SIGWINCH, lambda _s, _f: _set_size(master, window_size(size_from)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
 
 
 def _copy(master: int, stdin: int | None, stdout: int, done: int) -> None:
@@ -116,17 +127,12 @@ def attach(sock: socket.socket, stdin: int | None, tty: bool, stdout: int = 1, s
     """Copy `stdin` (None: nothing) to the container and its output out until it is done.
     With `tty`, the terminal at `stdin` is raw and resizes follow SIGWINCH."""
     master = _receive_master(sock) if tty else -1
-    previous = None
-    if master >= 0:
-        size_from = stdin if stdin is not None and os.isatty(stdin) else stdout
-        previous = signal.signal(signal.SIGWINCH, lambda _s, _f: _set_size(
-            master, window_size(size_from)))
     try:
-        with raw_mode(stdin) if tty and stdin is not None else contextlib.nullcontext():
+        with _resizes_followed(master, stdin, stdout) if master >= 0 else contextlib.nullcontext(), \
+                raw_mode(stdin) if tty and stdin is not None else contextlib.nullcontext():
             _copy_frames(sock, stdin, (stdout, stderr))
     finally:
         if master >= 0:
-            signal.signal(signal.SIGWINCH, previous)
             os.close(master)
 
 

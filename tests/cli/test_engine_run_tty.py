@@ -130,16 +130,19 @@ def test_it_needs_a_terminal_on_stdin(engine: Engine) -> None:
     assert names(engine) == []
 
 
+def _run_detached(*args: str) -> str:
+    """`paas engine run ARGS` (-d among them) with /dev/null for stdin; the container's id."""
+    result = subprocess.run([PAAS, "engine", "run", *args], capture_output=True,
+                            timeout=START_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().strip()
+
+
 def test_dit_runs_detached_on_a_terminal_that_the_log_keeps(
     engine: Engine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = subprocess.run(
-        [PAAS, "engine", "run", "-dit", "--network", "none", "--name", "bg", "busybox",
-         "sh", "-c", "tty; echo from-the-tty"],
-        capture_output=True, timeout=START_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    container_id = result.stdout.decode().strip()
+    container_id = _run_detached("-dit", "--network", "none", "--name", "bg", "busybox",
+                                 "sh", "-c", "tty; echo from-the-tty")
     wait_until(lambda: engine.runtime.wait(container_id, 0).exit_code is not None,
                what="the container's exit")
     logs = subprocess.run([PAAS, "engine", "logs", "bg"], capture_output=True, check=True,
@@ -194,13 +197,8 @@ def test_i_without_t_passes_our_signals_on(engine: Engine) -> None:
 
 
 def test_di_keeps_a_stdin_open_for_the_app(engine: Engine) -> None:
-    result = subprocess.run(
-        [PAAS, "engine", "run", "-di", "--network", "none", "--name", "open", "busybox",
-         "sh", "-c", "readlink /proc/self/fd/0; exec cat"],
-        capture_output=True, timeout=START_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    container_id = result.stdout.decode().strip()
+    container_id = _run_detached("-di", "--network", "none", "--name", "open", "busybox",
+                                 "sh", "-c", "readlink /proc/self/fd/0; exec cat")
     path = engine.runtime.logs_path(container_id)
     wait_until(lambda: "pipe:" in path.read_text(), what="the app's stdin in the log")
     assert engine.runtime.get(container_id).status is ContainerStatus.RUNNING  # cat reads on

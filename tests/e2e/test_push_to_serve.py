@@ -8,7 +8,6 @@ with its own subnet, and the test checks that `scripts/down` leaves nothing behi
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import time
 import urllib.error
@@ -18,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from platformkit import free_port as _free_port
-from platformkit import leftovers as _leftovers
-from platformkit import seed_engine
+from platformkit import bridge_of, leftovers, platform_env, scripts_down, scripts_up, seed_engine
 
 from paas.engine.runtime.cgroups import group_name
 
@@ -87,37 +84,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory, base_images: Path) -> Ite
     keydir = tmp_path_factory.mktemp("keys")
     key = keydir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    ports = {name: _free_port() for name in ("SSH", "HTTP", "DASHBOARD")}
-    subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"
-    env = {
-        **os.environ,
-        "PAAS_HOME": str(home),
-        "PAAS_SSH_PORT": str(ports["SSH"]),
-        "PAAS_HTTP_PORT": str(ports["HTTP"]),
-        "PAAS_DASHBOARD_PORT": str(ports["DASHBOARD"]),
-        "PAAS_SUBNET": subnet,
-        "PAAS_STOP_TIMEOUT": "3",
-        "PAAS_CHECK_WAIT": "1",
-        "PAAS_CHECK_TIMEOUT": "20",
-    }
-    from paas.config import Settings
-
-    bridge = Settings.from_env(env).bridge_name
-    started = time.monotonic()
-    up = subprocess.run([str(ROOT / "scripts/up"), "--detach"], env=env, text=True,
-                        capture_output=True, timeout=400)
-    print(f"scripts/up --detach took {time.monotonic() - started:.1f}s")
-    platform = Platform(home, env, ports["HTTP"], ports["SSH"], ports["DASHBOARD"], key, bridge)
+    env = platform_env(home, PAAS_CHECK_WAIT="1", PAAS_CHECK_TIMEOUT="20")
+    up = scripts_up(env)
+    platform = Platform(home, env, int(env["PAAS_HTTP_PORT"]), int(env["PAAS_SSH_PORT"]),
+                        int(env["PAAS_DASHBOARD_PORT"]), key, bridge_of(env))
     try:
         assert up.returncode == 0, f"scripts/up failed:\n{up.stdout}\n{up.stderr}"
         yield platform
     finally:
-        down = subprocess.run([str(ROOT / "scripts/down")], env=env, text=True,
-                              capture_output=True, timeout=120)
-        print(down.stdout, down.stderr)
-        log = home / "logs" / "platform.log"
-        if log.exists():
-            print("platform log tail:\n" + "\n".join(log.read_text().splitlines()[-60:]))
+        scripts_down(env)
 
 
 def _commit_app(repo: Path, body: str, platform: Platform, crash: bool = False) -> None:
@@ -172,7 +147,7 @@ def test_push_serve_update_reject_down(platform: Platform, tmp_path: Path) -> No
         assert "myapp" in r.read().decode()
 
     # The leftover check of the next test must see what a running platform holds.
-    running = "\n".join(_leftovers(platform.home, platform.bridge))
+    running = "\n".join(leftovers(platform.home, platform.bridge))
     assert platform.bridge in running and group_name(platform.home / "engine") in running
     assert "process" in running
 
@@ -228,6 +203,6 @@ def test_down_leaves_nothing_behind(platform: Platform) -> None:
                           capture_output=True, timeout=120)
     assert down.returncode == 0, down.stderr
     deadline = time.monotonic() + 15
-    while (left := _leftovers(platform.home, platform.bridge)) and time.monotonic() < deadline:
+    while (left := leftovers(platform.home, platform.bridge)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left == []

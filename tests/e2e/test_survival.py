@@ -20,7 +20,6 @@ import pytest
 from platformkit import (
     ROOT,
     bridge_of,
-    free_port,
     leftovers,
     platform_env,
     process_tree,
@@ -28,7 +27,7 @@ from platformkit import (
     scripts_up,
     seed_engine,
 )
-from testkit import accepts, http_get
+from testkit import accepts, free_port, http_get
 
 from paas.engine.runtime import process
 
@@ -61,8 +60,6 @@ def platform(tmp_path: Path, base_images: Path) -> Iterator[Platform]:
         yield Platform(tmp_path / "home", env)
     finally:
         scripts_down(env)
-
-
 
 
 def kill_platform(home: Path) -> list[int]:

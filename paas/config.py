@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from paas.core.units import parse_memory
+from paas.errors import UsageError
 from paas.home import DEFAULT_HOME, ENGINE_DIR, home_dir
 
 DEFAULT_SSH_PORT = 2222
@@ -22,6 +24,8 @@ DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_CHECK_WAIT = 2.0
 DEFAULT_CHECK_TIMEOUT = 60.0
 DEFAULT_KEEP_RELEASES = 5
+DEFAULT_WORKERS = 2
+DEFAULT_BUILD_MEMORY = 4 << 30
 
 
 class SettingsError(ValueError):
@@ -65,6 +69,16 @@ def _flag(env: Mapping[str, str], key: str) -> bool:
     if raw not in ("0", "1", "true", "false", "yes", "no"):
         raise SettingsError(f"{key} must be 1 or 0, got {raw!r}")
     return raw in ("1", "true", "yes")
+
+
+def _memory(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_memory(raw)
+    except UsageError as exc:
+        raise SettingsError(f"{key}: {exc}") from None
 
 
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -113,6 +127,11 @@ class Settings:
     # "host[:port]", "" for none. Plain HTTP only when registry_insecure (loopback registries).
     registry: str = ""
     registry_insecure: bool = False
+    # Deploy workers: pushes of different apps build in parallel, up to this many at once.
+    workers: int = DEFAULT_WORKERS
+    # Limits of each builder container (buildpack steps); cpus None means all of them.
+    build_memory: int = DEFAULT_BUILD_MEMORY
+    build_cpus: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +151,9 @@ class Settings:
             keep_releases=_count(env, "PAAS_KEEP_RELEASES", DEFAULT_KEEP_RELEASES),
             registry=_registry(env.get("PAAS_REGISTRY") or ""),
             registry_insecure=_flag(env, "PAAS_REGISTRY_INSECURE"),
+            workers=_count(env, "PAAS_WORKERS", DEFAULT_WORKERS),
+            build_memory=_memory(env, "PAAS_BUILD_MEMORY", DEFAULT_BUILD_MEMORY),
+            build_cpus=_float(env, "PAAS_BUILD_CPUS", 0.0) or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -149,6 +171,9 @@ class Settings:
             "PAAS_KEEP_RELEASES": str(self.keep_releases),
             "PAAS_REGISTRY": self.registry,
             "PAAS_REGISTRY_INSECURE": "1" if self.registry_insecure else "0",
+            "PAAS_WORKERS": str(self.workers),
+            "PAAS_BUILD_MEMORY": str(self.build_memory),
+            "PAAS_BUILD_CPUS": str(self.build_cpus or ""),
         }
         if self.redis_url:
             env["PAAS_REDIS_URL"] = self.redis_url
@@ -170,6 +195,11 @@ class Settings:
     @property
     def builds_dir(self) -> Path:
         return self.home / "builds"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Per-app build caches (CACHE_DIR of the buildpacks), kept between builds."""
+        return self.home / "cache"
 
     @property
     def nginx_dir(self) -> Path:

@@ -97,3 +97,19 @@ class RegistryError(PaasError):
 
 class ImageInUseError(PaasError):
     """An image cannot be removed: a container or one of an app's kept releases uses it."""
+
+
+class PermissionDeniedError(PaasError):
+    """The user's key may not do this (not an admin, not a member of the app)."""
+
+
+class ConfigInvalidError(PaasError):
+    """A config key breaks the naming rule, or a config value cannot be stored."""
+
+
+class DomainExistsError(PaasError):
+    """A domain is already routed to an app."""
+
+
+class ReleaseNotFoundError(PaasError):
+    """An app has no release with that version (or none at all)."""

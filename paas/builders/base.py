@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +24,10 @@ class BuildJob:
     engine: Engine
     settings: Settings
     log: Log
+    # The app's config: ENV_DIR of the buildpacks, BUILDPACK_URL, build args.
+    config: dict[str, str] = field(default_factory=dict)
+    # `builder:set APP selected NAME`: the builder to use instead of detection ("" = detect).
+    selected: str = ""
 
 
 @dataclass(frozen=True, slots=True)

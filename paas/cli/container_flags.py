@@ -19,26 +19,12 @@ if TYPE_CHECKING:  # `exec` and the other verbs use these flags without loading 
     from paas.engine.images import Image
     from paas.engine.runtime import Runtime
 
-MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
-MIN_MEMORY = 6 * 1024 * 1024  # Docker's floor: less cannot even start a process
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # Word lists for names nobody gave (Docker's style, adjective_noun; our own words).
 ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
               "merry", "nimble", "proud", "quiet", "swift", "tidy", "vivid", "witty", "zesty")
 NOUNS = ("otter", "falcon", "badger", "heron", "lynx", "marten", "newt", "orca", "puffin",
          "quail", "raven", "stoat", "tapir", "vole", "walrus", "wren", "yak", "zebu")
-
-
-def parse_memory(text: str) -> int:
-    """Docker's sizes: 256m, 1g, 512k, 1.5g, 100000 (bytes); binary units."""
-    match = _MEMORY.match(text.strip())
-    if not match:
-        raise UsageError(f"invalid size {text!r}: a number with an optional unit b, k, m or g")
-    value = int(float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()])
-    if value < MIN_MEMORY:
-        raise UsageError("minimum memory limit allowed is 6MB")
-    return value
 
 
 def check_cpus(cpus: float) -> float:

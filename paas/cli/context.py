@@ -14,9 +14,16 @@ if TYPE_CHECKING:
     from paas.store import Store
 
 
+# Set by the SSH server (never by the client) to the name of the key that logged in.
+SSH_USER_ENV = "PAAS_SSH_USER"
+
+
 @dataclass
 class Context:
     settings: Settings
+    # The SSH key name of the user over SSH (PAAS_SSH_USER, set by the SSH server only);
+    # None for the host's own operator, who may do everything.
+    user: str | None = None
 
     @cached_property
     def store(self) -> Store:

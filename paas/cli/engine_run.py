@@ -24,7 +24,6 @@ from paas.cli.container_flags import (
     image_argv,
     merged_env,
     parse_labels,
-    parse_memory,
     parse_signal,
 )
 from paas.cli.container_format import (
@@ -37,6 +36,7 @@ from paas.cli.context import Context, pass_ctx
 from paas.cli.engine_attach import run_attached, run_with_session, start_failure
 from paas.cli.engine_format import inspect_doc, table
 from paas.cli.engine_monitor import ensure_monitor
+from paas.core.units import parse_memory
 from paas.engine.containers import Container, ContainerSpec, ContainerStatus, PortMapping
 from paas.engine.engine import Engine
 from paas.engine.runtime import Runtime

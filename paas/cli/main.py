@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from paas import __version__
 from paas.cli.commands import LazyGroup
-from paas.cli.context import Context
+from paas.cli.context import SSH_USER_ENV, Context
 from paas.config import Settings, SettingsError
 from paas.errors import PaasError
 
@@ -18,7 +19,7 @@ from paas.errors import PaasError
 def cli(click_ctx: click.Context) -> None:
     """paas: git push to deploy, on your own host."""
     if click_ctx.obj is None:
-        click_ctx.obj = Context(Settings.from_env())
+        click_ctx.obj = Context(Settings.from_env(), user=os.environ.get(SSH_USER_ENV) or None)
 
 
 @cli.command("version")

@@ -1,34 +1,28 @@
-"""The Store: apps, releases and deploy keys in one SQLite file, every write in a transaction."""
+"""The state database: one SQLite file in WAL mode, its schema, and transactions.
+
+Every table of an app references `apps(name)` with ON DELETE and ON UPDATE CASCADE, so
+destroying or renaming an app is one statement.
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from paas.core.keys import fingerprint, parse_public_key
-from paas.core.models import App, DeployKey, Release, ReleaseStatus
-from paas.core.names import validate_app_name, validate_key_name
-from paas.errors import (
-    AppExistsError,
-    AppNotFoundError,
-    KeyInvalidError,
-    KeyNotFoundError,
-    StateError,
-)
+from paas.errors import AppNotFoundError, StateError
 
 BUSY_TIMEOUT_S = 30.0
+_APP_REF = "REFERENCES apps(name) ON DELETE CASCADE ON UPDATE CASCADE"
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS apps (
     name TEXT PRIMARY KEY,
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS releases (
-    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    app TEXT NOT NULL {_APP_REF},
     version INTEGER NOT NULL,
     image TEXT NOT NULL,
     processes TEXT NOT NULL,
@@ -37,6 +31,11 @@ CREATE TABLE IF NOT EXISTS releases (
     status TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT '',
     created_at REAL NOT NULL,
+    config TEXT NOT NULL DEFAULT '{{}}',
+    formation TEXT NOT NULL DEFAULT '{{}}',
+    limits TEXT NOT NULL DEFAULT '{{}}',
+    kind TEXT NOT NULL DEFAULT 'deploy',
+    user TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (app, version)
 );
 CREATE TABLE IF NOT EXISTS keys (
@@ -46,11 +45,47 @@ CREATE TABLE IF NOT EXISTS keys (
     admin INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS config (
+    app TEXT NOT NULL {_APP_REF},
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (app, key)
+);
+CREATE TABLE IF NOT EXISTS formation (
+    app TEXT NOT NULL {_APP_REF},
+    process_type TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (app, process_type)
+);
+CREATE TABLE IF NOT EXISTS props (
+    app TEXT NOT NULL {_APP_REF},
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (app, namespace, key)
+);
+CREATE TABLE IF NOT EXISTS domains (
+    domain TEXT PRIMARY KEY,
+    app TEXT NOT NULL {_APP_REF}
+);
+CREATE TABLE IF NOT EXISTS acl (
+    app TEXT NOT NULL {_APP_REF},
+    user TEXT NOT NULL,
+    PRIMARY KEY (app, user)
+)
 """
+# Columns added to tables of databases made before them: (table, column, definition).
+MIGRATIONS = (
+    ("releases", "config", "TEXT NOT NULL DEFAULT '{}'"),
+    ("releases", "formation", "TEXT NOT NULL DEFAULT '{}'"),
+    ("releases", "limits", "TEXT NOT NULL DEFAULT '{}'"),
+    ("releases", "kind", "TEXT NOT NULL DEFAULT 'deploy'"),
+    ("releases", "user", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
-class Store:
-    """Apps, releases and keys. Open one per process; connections are per call."""
+class Database:
+    """Connections are per call; open one Database per process."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -91,111 +126,12 @@ class Store:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, column, definition in MIGRATIONS:
+                columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
-    # apps
-    def create_app(self, name: str) -> App:
-        validate_app_name(name)
-        app = App(name=name, created_at=time.time())
-        with self._tx() as conn:
-            if conn.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
-                raise AppExistsError(f"app {name!r} already exists")
-            conn.execute("INSERT INTO apps VALUES (?, ?)", (app.name, app.created_at))
-        return app
-
-    def get_app(self, name: str) -> App:
-        with self._tx(write=False) as conn:
-            row = conn.execute("SELECT name, created_at FROM apps WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise AppNotFoundError(f"app {name!r} does not exist")
-        return App(*row)
-
-    def list_apps(self) -> list[App]:
-        with self._tx(write=False) as conn:
-            rows = conn.execute("SELECT name, created_at FROM apps ORDER BY name").fetchall()
-        return [App(*row) for row in rows]
-
-    # releases
-    def add_release(
-        self, app: str, image: str, processes: dict[str, str], git_sha: str, description: str
-    ) -> Release:
-        """Record a new pending release with the next version number."""
-        with self._tx() as conn:
-            if not conn.execute("SELECT 1 FROM apps WHERE name = ?", (app,)).fetchone():
-                raise AppNotFoundError(f"app {app!r} does not exist")
-            (last,) = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app = ?", (app,)
-            ).fetchone()
-            release = Release(
-                app=app, version=last + 1, image=image, processes=dict(processes),
-                git_sha=git_sha, description=description, created_at=time.time(),
-            )
-            conn.execute(
-                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (app, release.version, image, json.dumps(processes), git_sha, description,
-                 release.status.value, "", release.created_at),
-            )
-        return release
-
-    def finish_release(self, app: str, version: int, status: ReleaseStatus, reason: str = "") -> None:
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE releases SET status = ?, reason = ? WHERE app = ? AND version = ?",
-                (status.value, reason, app, version),
-            )
-
-    def list_releases(self, app: str) -> list[Release]:
-        with self._tx(write=False) as conn:
-            rows = conn.execute(
-                "SELECT * FROM releases WHERE app = ? ORDER BY version DESC", (app,)
-            ).fetchall()
-        return [_release(row) for row in rows]
-
-    def current_release(self, app: str) -> Release | None:
-        """The newest release that went live."""
-        with self._tx(write=False) as conn:
-            row = conn.execute(
-                "SELECT * FROM releases WHERE app = ? AND status = ? ORDER BY version DESC LIMIT 1",
-                (app, ReleaseStatus.SUCCEEDED.value),
-            ).fetchone()
-        return _release(row) if row else None
-
-    # keys
-    def add_key(self, name: str, public_key: str, admin: bool = False) -> DeployKey:
-        validate_key_name(name)
-        key_type, blob = parse_public_key(public_key)
-        line = f"{key_type} {public_key.split()[1]}"
-        key = DeployKey(name, fingerprint(blob), line, admin, time.time())
-        with self._tx() as conn:
-            clash = conn.execute(
-                "SELECT name FROM keys WHERE name = ? OR fingerprint = ?", (name, key.fingerprint)
-            ).fetchone()
-            if clash:
-                raise KeyInvalidError(f"this key or the name {name!r} is already registered")
-            conn.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
-                (key.name, key.fingerprint, key.public_key, int(admin), key.created_at),
-            )
-        return key
-
-    def remove_key(self, name: str) -> None:
-        with self._tx() as conn:
-            if conn.execute("DELETE FROM keys WHERE name = ?", (name,)).rowcount == 0:
-                raise KeyNotFoundError(f"no key named {name!r}")
-
-    def list_keys(self) -> list[DeployKey]:
-        with self._tx(write=False) as conn:
-            rows = conn.execute("SELECT * FROM keys ORDER BY name").fetchall()
-        return [DeployKey(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
-
-    def key_by_fingerprint(self, fp: str) -> DeployKey | None:
-        with self._tx(write=False) as conn:
-            r = conn.execute("SELECT * FROM keys WHERE fingerprint = ?", (fp,)).fetchone()
-        return DeployKey(r[0], r[1], r[2], bool(r[3]), r[4]) if r else None
-
-
-def _release(row: tuple) -> Release:
-    app, version, image, processes, sha, description, status, reason, created = row
-    return Release(
-        app=app, version=version, image=image, processes=json.loads(processes), git_sha=sha,
-        description=description, status=ReleaseStatus(status), reason=reason, created_at=created,
-    )
+    @staticmethod
+    def _require_app(conn: sqlite3.Connection, app: str) -> None:
+        if not conn.execute("SELECT 1 FROM apps WHERE name = ?", (app,)).fetchone():
+            raise AppNotFoundError(f"app {app!r} does not exist")

@@ -9,7 +9,8 @@ import pytest
 from testkit import engine_cli as paas
 from testkit import free_port, wait_until
 
-from paas.cli.container_flags import merged_env, parse_memory
+from paas.cli.container_flags import merged_env
+from paas.core.units import parse_memory
 from paas.engine.containers import ContainerStatus
 from paas.engine.engine import Engine
 from paas.errors import UsageError

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gc
 import os
 
 from paas.engine.runtime import _libc, caps, init, process, rootfs, seccomp, security
@@ -61,6 +62,10 @@ def prepare() -> None:
 
 def child(spec: LaunchSpec, output_fd: int, cgroup_files: tuple[bytes, ...]) -> NoReturn:
     """The forked launcher; reports `pid N` or `error MESSAGE`, then exits."""
+    # The heap is the engine's, garbage included: a file or socket object it dropped would,
+    # once collected here, close its fd NUMBER, which by then names one of ours (a pipe, the
+    # log). No collection in the launcher, nor in the init and app process it forks.
+    gc.disable()
     try:
         os.setsid()  # a terminal's ^C must not reach the container
         _stdio(output_fd)

@@ -34,6 +34,8 @@ class KeysMixin(Database):
         with self._tx() as conn:
             if conn.execute("DELETE FROM keys WHERE name = ?", (name,)).rowcount == 0:
                 raise KeyNotFoundError(f"no key named {name!r}")
+            # A later key of the same name must not inherit the memberships of this one.
+            conn.execute("DELETE FROM acl WHERE user = ?", (name,))
 
     def list_keys(self) -> list[DeployKey]:
         with self._tx(write=False) as conn:

@@ -3,6 +3,7 @@ registered deploy key, rq workers. Every process started here is stopped by its 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -26,8 +27,10 @@ from testkit import (
 )
 
 from paas.config import Settings
-from paas.engine.baseimages import build_busybox
+from paas.engine import baseimages
+from paas.engine.baseimages import build_busybox, ensure_base_images
 from paas.engine.engine import Engine
+from paas.engine.images import ImageStore
 from paas.store import Store
 
 
@@ -135,3 +138,21 @@ def cli_engine(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         yield engine
     finally:
         engine.runtime.cleanup_all(timeout=1)
+
+
+# Where stack_engine keeps the base images between runs (override with PAAS_TEST_STACK_CACHE).
+STACK_CACHE = Path(os.environ.get("PAAS_TEST_STACK_CACHE", "/var/tmp/paas-test-stack"))
+
+
+@pytest.fixture(scope="session")
+def stack_engine() -> Path:
+    """An engine root holding busybox, debian:bookworm and the buildpack stack (STACK_REF),
+    built by ensure_base_images as `paas up` builds them. Seed a PAAS_HOME with it
+    (platformkit.seed_engine) or `cp -a` it, or run containers on its lowerdirs; never change
+    it. It is kept across runs under a digest of baseimages.py, so a session pays for Debian
+    only when the code that builds it changed (CI, starting empty, once per run); concurrent
+    sessions wait on the image store's build lock."""
+    key = hashlib.sha256(Path(baseimages.__file__).read_bytes()).hexdigest()[:16]
+    root = STACK_CACHE / key / "engine"
+    ensure_base_images(ImageStore(root), print)
+    return root

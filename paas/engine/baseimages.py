@@ -1,9 +1,13 @@
-"""The two local base images, built from the host when missing: ``busybox`` and ``debian:bookworm``.
+"""The local base images, built from the host when missing: ``busybox``, ``debian:bookworm``
+and the buildpack stack ``stack:bookworm``.
 
-busybox is one layer made from the host's static busybox. debian:bookworm is a
-debootstrap minbase layer plus a layer with python3, installed by apt-get in a
-chroot over an overlay mount. Every mount is made inside a private mount
-namespace (``unshare --mount``), so none outlives the build, even on failure.
+busybox is one layer made from the host's static busybox. debian:bookworm is a debootstrap
+minbase layer plus a layer with python3. The stack adds, on top of debian:bookworm, one layer
+per concern that apps share: python3-venv (with pip's wheel) and ca-certificates; nodejs and
+npm; the non-root user ``paas`` (uid/gid 1000, HOME=/app). Each layer is one step run by
+apt-get or a shell in a chroot over an overlay mount; apt's lists and caches live in a host
+directory bound over them for the build, so no layer holds them. Every mount is made inside a
+private mount namespace (``unshare --mount``), so none outlives the build, even on failure.
 """
 
 from __future__ import annotations
@@ -42,14 +46,44 @@ APT_SCRIPT = (
     " && apt-get clean"
     " && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"
 )
-# Runs in the private mount namespace; paths come in as $1..$5, never spliced into the text.
+# Runs in the private mount namespace; paths come in as $1..$8, never spliced into the text.
+# $8, when not empty, is a host dir holding apt's lists/ and cache/, bound over the chroot's.
 OVERLAY_SCRIPT = """set -eu
 mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4"
 mount --bind /proc "$4/proc"
 mount --bind /dev "$4/dev"
 mount --bind "$5" "$4/etc/resolv.conf"
+if [ -n "$8" ]; then
+  mount --bind "$8/lists" "$4/var/lib/apt/lists"
+  mount --bind "$8/cache" "$4/var/cache/apt"
+fi
 chroot "$4" /usr/bin/env -i "$6" DEBIAN_FRONTEND=noninteractive HOME=/root /bin/sh -euc "$7"
 """
+
+STACK_REF = "stack:bookworm"
+STACK_NAME = "debian-bookworm"
+STACK_USER = "paas"
+STACK_UID = 1000
+STACK_HOME = "/app"
+STACK_ENV = (PATH_ENV, "LANG=C.UTF-8", f"STACK={STACK_NAME}")
+# dpkg's fsync per file is for a live system's crash safety; a failed layer is thrown away.
+_APT_INSTALL = "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io"
+# apt's and dpkg's logs would make every build of a layer differ, for nothing.
+_DROP_LOGS = " && rm -rf /var/log/apt/* /var/log/dpkg.log /var/cache/debconf/*-old"
+# (history entry, script run in the chroot): one layer each. The first one fetches the lists
+# into the bound apt dir; the later ones reuse them.
+STACK_STEPS: tuple[tuple[str, str], ...] = (
+    ("python3-venv python3-pip-whl ca-certificates",
+     f"apt-get update -q -o Acquire::Languages=none && {_APT_INSTALL} python3-venv"
+     f" python3-pip-whl python3-setuptools-whl ca-certificates{_DROP_LOGS}"),
+    ("nodejs npm", f"{_APT_INSTALL} nodejs npm{_DROP_LOGS}"),
+    (f"user {STACK_USER} ({STACK_UID}:{STACK_UID}, HOME={STACK_HOME})",
+     f"groupadd --gid {STACK_UID} {STACK_USER}"
+     f" && useradd --no-log-init --uid {STACK_UID} --gid {STACK_UID} --home-dir {STACK_HOME}"
+     f" --no-create-home --shell /bin/bash {STACK_USER}"
+     f" && install -d -o {STACK_UID} -g {STACK_UID} -m 0755 {STACK_HOME}"
+     " && rm -f /etc/passwd- /etc/group- /etc/shadow- /etc/gshadow-"),
+)
 
 
 def ensure_base_images(
@@ -65,6 +99,8 @@ def ensure_base_images(
             build_busybox(store, log, busybox=busybox)
         if not store.has(DEBIAN_REF):
             build_debian(store, log, mirror=mirror)
+        if not store.has(STACK_REF):
+            build_stack(store, log)
 
 
 @contextlib.contextmanager
@@ -165,19 +201,49 @@ def _empty_dir(directory: Path) -> None:
 
 
 def _python_layer(store: ImageStore, base: Image, tmp: Path, log: Log) -> Image:
+    return _chroot_layer(store, base, tmp / "python", log, PYTHON_STEP, APT_SCRIPT)
+
+
+def build_stack(store: ImageStore, log: Log) -> Image:
+    """The buildpack stack: debian:bookworm plus one layer per STACK_STEPS entry."""
+    log(f"-----> Building {STACK_REF} on {DEBIAN_REF}")
+    image = store.get(DEBIAN_REF)
+    with tempfile.TemporaryDirectory(dir=store.scratch, prefix="stack-") as tmp:
+        apt = Path(tmp) / "apt"
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (apt / sub).mkdir(parents=True)
+        for number, (entry, script) in enumerate(STACK_STEPS, start=1):
+            step_dir = Path(tmp) / f"step{number}"
+            image = _chroot_layer(store, image, step_dir, log, entry, script, apt=apt)
+    config = image.config.replace(
+        env=STACK_ENV, cmd=("bash",), user=f"{STACK_UID}:{STACK_UID}", working_dir=STACK_HOME,
+        labels={"paas.stack": STACK_NAME},
+    )
+    image = store.commit(image, None, config, f"stack {STACK_NAME}: env, user, workdir")
+    store.tag(image, STACK_REF)
+    log(f"       {STACK_REF} is {image.short_id}")
+    return image
+
+
+def _chroot_layer(store: ImageStore, base: Image, tmp: Path, log: Log, entry: str, script: str,
+                  *, apt: Path | None = None) -> Image:
+    """A layer on `base`: what `script`, run as root in a chroot of it, changed."""
     upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
     for d in (upper, work, merged):
-        d.mkdir()
+        d.mkdir(parents=True)
     lowerdirs = [str(p) for p in store.lowerdirs(base)]
     if any(c in p for p in lowerdirs for c in ",:"):
         raise BuildError(f"image store path {store.root} cannot hold ',' or ':' (overlayfs)")
-    log(f"-----> {PYTHON_STEP}")
+    log(f"-----> {entry}")
     args = [":".join(lowerdirs), str(upper), str(work), str(merged), str(HOST_RESOLV_CONF)]
     _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", OVERLAY_SCRIPT,
-          "sh", *args, PATH_ENV, APT_SCRIPT], log)
-    layer = tmp / "layer2.tar"
+          "sh", *args, PATH_ENV, script, str(apt or "")], log)
+    layer = tmp / "layer.tar"
     layers.tar_overlay_upper(upper, layer)
-    return store.commit(base, layer, base.config, PYTHON_STEP)
+    shutil.rmtree(upper)
+    image = store.commit(base, layer, base.config, entry)
+    layer.unlink()
+    return image
 
 
 def _run(argv: Sequence[str], log: Log) -> None:

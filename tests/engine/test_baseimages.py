@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testkit import scratch_engine
 
 from paas.engine import baseimages
+from paas.engine.containers import ContainerSpec
 from paas.engine.images import ImageStore
 
 
@@ -76,34 +76,31 @@ def test_busybox_layer_is_reproducible(tmp_path: Path,
     assert other.get("busybox").diff_ids == store.get("busybox").diff_ids
 
 
-# --- debian:bookworm (about a minute: debootstrap and apt-get from the mirror) ----------------
+# --- debian:bookworm and the stack (built by ensure_base_images into the session's
+# `stack_engine`, kept across runs; a fresh build takes about two and a half minutes) -----------
 
 
 @pytest.fixture(scope="session")
-def base_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ImageStore, float]]:
-    """Both base images, built once per test session."""
-    store = ImageStore(tmp_path_factory.mktemp("base-images") / "images")
-    started = time.monotonic()
-    baseimages.ensure_base_images(store, lambda line: None)
-    yield store, time.monotonic() - started
+def base_store(stack_engine: Path) -> ImageStore:
+    """The three base images, built by ensure_base_images: read them, never change them."""
+    return ImageStore(stack_engine)
 
 
-def test_ensure_base_images_builds_both_once(base_store: tuple[ImageStore, float]) -> None:
-    store, _ = base_store
-    ids = {ref: store.get(ref).id for ref in ("busybox", "debian:bookworm")}
+def test_ensure_base_images_builds_each_once(base_store: ImageStore) -> None:
+    refs = ("busybox", "debian:bookworm", baseimages.STACK_REF)
+    ids = {ref: base_store.get(ref).id for ref in refs}
     log: list[str] = []
-    baseimages.ensure_base_images(store, log.append)
+    baseimages.ensure_base_images(base_store, log.append)
     assert log == []
-    assert {ref: store.get(ref).id for ref in ids} == ids
+    assert {ref: base_store.get(ref).id for ref in refs} == ids
 
 
-def test_debian_layers(base_store: tuple[ImageStore, float]) -> None:
-    store, _ = base_store
-    image = store.get("debian:bookworm")
+def test_debian_layers(base_store: ImageStore) -> None:
+    image = base_store.get("debian:bookworm")
     assert image.config.cmd == ("bash",)
     assert image.config.env == (baseimages.PATH_ENV,)
     assert len(image.diff_ids) == 2
-    top, bottom = store.lowerdirs(image)
+    top, bottom = base_store.lowerdirs(image)
     assert (bottom / "usr" / "bin" / "apt-get").is_file()
     assert os.listdir(bottom / "dev") == []
     assert list((top / "usr" / "bin").glob("python3*"))
@@ -111,10 +108,71 @@ def test_debian_layers(base_store: tuple[ImageStore, float]) -> None:
     assert not list((top / "var" / "cache" / "apt" / "archives").glob("*.deb"))
 
 
-def test_debian_runs_python(base_store: tuple[ImageStore, float], tmp_path: Path) -> None:
-    store, _ = base_store
-    lower = store.lowerdirs(store.get("debian:bookworm"))
+def test_debian_runs_python(base_store: ImageStore, tmp_path: Path) -> None:
+    lower = base_store.lowerdirs(base_store.get("debian:bookworm"))
     out = in_rootfs(lower, tmp_path, "/usr/bin/python3", "-c", "import sys; print(sys.version)")
     assert out.startswith("3.11")
     out = in_rootfs(lower, tmp_path, "/bin/sh", "-c", "cat /etc/os-release; id -u")
     assert "bookworm" in out and out.split()[-1] == "0"
+
+
+def test_stack_is_debian_plus_one_layer_per_concern(base_store: ImageStore) -> None:
+    debian, stack = base_store.get("debian:bookworm"), base_store.get(baseimages.STACK_REF)
+    assert stack.diff_ids[:2] == debian.diff_ids, "the stack shares debian:bookworm's layers"
+    steps = [h.created_by for h in stack.history if not h.empty_layer]
+    assert steps[2:] == [entry for entry, _ in baseimages.STACK_STEPS]
+    assert len(stack.diff_ids) == 2 + len(baseimages.STACK_STEPS)
+    sizes = {step: base_store.content.size(d) for step, d in zip(steps, stack.layers, strict=True)}
+    print("layer sizes:", {step: f"{size / 1e6:.1f} MB" for step, size in sizes.items()})
+    config = stack.config
+    assert config.env == (baseimages.PATH_ENV, "LANG=C.UTF-8", "STACK=debian-bookworm")
+    assert (config.user, config.working_dir) == ("1000:1000", "/app")
+    assert config.labels == {"paas.stack": "debian-bookworm"}
+
+
+def test_stack_layers_hold_no_apt_lists_caches_or_logs(base_store: ImageStore) -> None:
+    stack = base_store.get(baseimages.STACK_REF)
+    for layer in base_store.lowerdirs(stack)[: len(baseimages.STACK_STEPS)]:
+        lists = layer / "var/lib/apt/lists"
+        assert not lists.exists() or os.listdir(lists) in ([], ["partial"]), layer
+        assert not list(layer.glob("var/cache/apt/**/*.deb")) and not list(
+            layer.glob("var/cache/apt/*.bin")), layer
+        assert not (layer / "var/log/dpkg.log").is_file()  # a whiteout at most
+
+
+def test_stack_user_layer(base_store: ImageStore) -> None:
+    top = base_store.lowerdirs(base_store.get(baseimages.STACK_REF))[0]
+    passwd = (top / "etc/passwd").read_text().splitlines()
+    assert "paas:x:1000:1000::/app:/bin/bash" in passwd
+    assert "paas:x:1000:" in (top / "etc/group").read_text()
+    st = os.stat(top / "app")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o755)
+
+
+STACK_PROBE = """set -e
+id -u; id -g; echo "$HOME $LANG $STACK"; pwd
+python3 -c 'import sys, ssl; print(sys.version.split()[0]); ssl.create_default_context()'
+python3 -m venv --without-pip /tmp/venv
+wheel=$(echo /usr/share/python-wheels/pip-*.whl)
+/tmp/venv/bin/python "$wheel/pip" --version | cut -d' ' -f1
+node --version; npm --version
+test -s /etc/ssl/certs/ca-certificates.crt && echo certs
+"""
+
+
+def test_stack_runs_python_venv_node_and_npm_as_paas(base_store: ImageStore, tmp_path: Path) -> None:
+    stack = base_store.get(baseimages.STACK_REF)
+    with scratch_engine(tmp_path / "engine", with_busybox=False) as engine:
+        spec = ContainerSpec(
+            name="stack-probe", lowerdirs=tuple(map(str, base_store.lowerdirs(stack))),
+            argv=("/bin/sh", "-c", STACK_PROBE), env=stack.config.env, network="none",
+            user=stack.config.user, workdir=stack.config.working_dir,
+        )
+        lines: list[str] = []
+        result = engine.runtime.run(spec, on_output=lines.append)
+        engine.runtime.remove(result.container_id)
+    assert result.exit_code == 0, lines
+    uid, gid, env, cwd, python, pip, node, npm, certs = lines
+    assert (uid, gid, env, cwd) == ("1000", "1000", "/app C.UTF-8 debian-bookworm", "/app")
+    assert python.startswith("3.11.") and pip == "pip"
+    assert node.startswith("v18.") and npm.startswith("9.") and certs == "certs"

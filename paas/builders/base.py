@@ -37,8 +37,15 @@ class BuildResult:
     processes: dict[str, str]
 
 
+class NotDetectedError(BuildError):
+    """A builder chosen as the last resort found nothing it knows how to build."""
+
+
 class Builder(Protocol):
     name: str
+    # What `detect` looks for, said as its absence ("no Dockerfile"): the message when no
+    # builder applies lists these.
+    absent: str
 
     def detect(self, source: Path) -> bool: ...
 

@@ -1,142 +1,118 @@
-"""The buildpack builder: Heroku's buildpack API (detect, compile, release) in a builder container.
+"""The buildpack builder: Heroku's buildpack API (detect, compile, release) in builder containers.
 
-Buildpacks live in `buildpacks/<name>/bin/`; `buildpacks/order` lists the order of detection.
-They run inside a container of the stack image with the source bind-mounted at /app, the
-per-app cache at /cache and the config at /env; they are executed, never imported. The
-compiled /app becomes one layer on the stack image.
+Which buildpacks: the ones the app pins (BUILDPACK_URL or `.buildpacks`, see sources), else
+the first shipped one, in the `buildpacks/order`, whose bin/detect passes. Each pinned one is
+compiled in turn (multi-buildpack) and the last one's bin/release gives the default process
+types; the Procfile's types win over them. The compiled /app becomes one layer on the stack
+(see slug). When every input equals the last build's, its image is reused (see buildkey).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-import tempfile
+import hashlib
 from pathlib import Path
 
-import yaml
-
-from paas.builders.base import BuildJob, BuildResult, read_procfile
-from paas.engine.containers import Bind, ContainerSpec
+from paas.builders import buildkey, slug, sources
+from paas.builders.base import BuildJob, BuildResult, NotDetectedError, read_procfile
+from paas.builders.sources import Buildpack
+from paas.builders.steps import DETECT_SCRIPT, Steps
+from paas.engine.baseimages import STACK_REF
 from paas.engine.images import Image
-from paas.engine.layers import tar_directory
-from paas.errors import BuildError
+from paas.errors import BuildError, ImageNotFoundError
 
-BUILDPACKS_DIR = Path(__file__).resolve().parents[2] / "buildpacks"
-STACK_IMAGE = "debian:bookworm"
-APP_DIR = "/app"
-
-
-def buildpack_order(root: Path = BUILDPACKS_DIR) -> list[Path]:
-    names = [n.strip() for n in (root / "order").read_text().splitlines()]
-    return [root / n for n in names if n and not n.startswith("#")]
+# What the shipped buildpacks look for, for the message when none of them applies.
+HINTS = {"python": "a requirements.txt", "nodejs": "package.json", "static": "index.html",
+         "procfile": "Procfile"}
+# Changes whenever the builder's own scripts do: a build key of another version never matches.
+BUILDER_VERSION = hashlib.sha256((DETECT_SCRIPT + slug.LAUNCHER_SCRIPT).encode()).hexdigest()[:16]
 
 
 class BuildpackBuilder:
     name = "buildpack"
+    absent = "no buildpack detected this app"
 
-    def __init__(self, root: Path = BUILDPACKS_DIR) -> None:
-        self.root = root
+    def __init__(self, root: Path = sources.BUILDPACKS_DIR, stack: str = STACK_REF) -> None:
+        self.root, self.stack_ref = root, stack
 
     def detect(self, source: Path) -> bool:
         # Whether some buildpack applies is for the buildpacks to say, in a container.
         return True
 
     def build(self, job: BuildJob) -> BuildResult:
-        stack = job.engine.images.get(STACK_IMAGE)
-        session = _Session(job, stack)
+        stack = self._stack(job)
+        pinned = sources.pins(job.source, job.config)
+        packs = self._resolve(job, pinned) if pinned else sources.shipped(self.root)
+        cache = job.settings.cache_dir / job.app
+        key = buildkey.build_key(
+            source=buildkey.tree_digest(job.source),
+            packs=[(str(p.path), buildkey.tree_digest(p.path, buildkey.SKIP_IN_PACKS)) for p in packs],
+            config=job.config, stack=stack.id, selected=job.selected, builder=BUILDER_VERSION,
+        )
+        reused = _reuse(job, cache, key)
+        if reused is not None:
+            return reused
+        steps = Steps(job, stack, cache)
         try:
-            pack, name = session.detect(buildpack_order(self.root))
-            job.log(f"-----> {name} app detected")
-            session.step(pack, ["bin/compile", APP_DIR, "/cache", "/env"], "compile")
-            defaults = session.release(pack)
-            image = session.commit(name)
+            chosen = self._choose(steps, packs, pinned=bool(pinned))
+            for pack in chosen:
+                steps.compile(pack)
+            processes = _discover(job, steps.release(chosen[-1]))
+            names = [p.name for p in chosen]
+            image = slug.commit(job, stack, names)
         finally:
-            session.close()
-        processes = {**defaults, **read_procfile(job.source)}
-        if not processes:
-            raise BuildError("no process types: add a Procfile with a 'web:' line")
+            steps.close()
+        buildkey.save(cache, buildkey.LastBuild(key, image.id, processes, tuple(names)))
         return BuildResult(image=image, processes=processes)
 
-
-class _Session:
-    """The directories and container specs of one buildpack build."""
-
-    def __init__(self, job: BuildJob, stack: Image) -> None:
-        self.job, self.stack = job, stack
-        self.cache = job.settings.home / "cache" / job.app
-        self.cache.mkdir(parents=True, exist_ok=True)
-        self.scratch = Path(tempfile.mkdtemp(prefix="paas-buildpack-"))
-        self.env_dir = self.scratch / "env"
-        self.env_dir.mkdir()
-
-    def close(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
-
-    def _spec(self, pack: Path, argv: list[str]) -> ContainerSpec:
-        images = self.job.engine.images
-        return ContainerSpec(
-            name=f"build-{self.job.app}",
-            lowerdirs=tuple(str(p) for p in images.lowerdirs(self.stack)),
-            argv=(f"/buildpack/{argv[0]}", *argv[1:]),
-            env=(*self.stack.config.env, "HOME=/app", "STACK=debian-bookworm"),
-            workdir=APP_DIR,
-            user="root",
-            hostname="builder",
-            network="bridge",
-            binds=(
-                Bind(str(self.job.source), APP_DIR, False),
-                Bind(str(pack), "/buildpack", True),
-                Bind(str(self.cache), "/cache", False),
-                Bind(str(self.env_dir), "/env", True),
-            ),
-            labels={"paas.role": "build", "paas.app": self.job.app},
-        )
-
-    def _run(self, pack: Path, argv: list[str], log: bool = True) -> tuple[int, list[str]]:
-        lines: list[str] = []
-
-        def sink(line: str) -> None:
-            lines.append(line)
-            if log:
-                self.job.log(line)
-
-        runtime = self.job.engine.runtime
-        result = runtime.run(self._spec(pack, argv), on_output=sink)
-        runtime.remove(result.container_id)
-        return result.exit_code, lines
-
-    def detect(self, order: list[Path]) -> tuple[Path, str]:
-        for pack in order:
-            code, lines = self._run(pack, ["bin/detect", APP_DIR], log=False)
-            if code == 0:
-                return pack, (lines[0].strip() if lines else pack.name) or pack.name
-        names = ", ".join(p.name for p in order)
-        raise BuildError(
-            f"no buildpack detected this app (tried: {names}); add a Dockerfile or a Procfile"
-        )
-
-    def step(self, pack: Path, argv: list[str], what: str) -> None:
-        code, _ = self._run(pack, argv)
-        if code != 0:
-            raise BuildError(f"the {pack.name} buildpack's {what} failed (exit {code})")
-
-    def release(self, pack: Path) -> dict[str, str]:
-        code, lines = self._run(pack, ["bin/release", APP_DIR], log=False)
-        if code != 0:
-            raise BuildError(f"the {pack.name} buildpack's release failed (exit {code})")
+    def _stack(self, job: BuildJob) -> Image:
         try:
-            data = yaml.safe_load("\n".join(lines)) or {}
-        except yaml.YAMLError as exc:
-            raise BuildError(f"the {pack.name} buildpack's release printed bad YAML: {exc}") from None
-        types = data.get("default_process_types") if isinstance(data, dict) else None
-        if not isinstance(types, dict):
-            return {}
-        return {str(k): str(v) for k, v in types.items()}
+            return job.engine.images.get(self.stack_ref)
+        except ImageNotFoundError:
+            raise BuildError(
+                f"the stack image {self.stack_ref} is missing: `paas up` builds it"
+            ) from None
 
-    def commit(self, name: str) -> Image:
-        layer = self.scratch / "app.tar"
-        tar_directory(self.job.source, layer, prefix=APP_DIR)
-        config = dataclasses.replace(
-            self.stack.config, working_dir=APP_DIR, cmd=None, env=(*self.stack.config.env, "HOME=/app")
-        )
-        return self.job.engine.images.commit(self.stack, layer, config, f"buildpack {name}")
+    def _resolve(self, job: BuildJob, pinned: list[str]) -> list[Buildpack]:
+        clones = job.settings.cache_dir / sources.CLONES_DIR
+        return [sources.resolve(p, root=self.root, clones=clones, forbidden=job.settings.home,
+                                log=job.log) for p in pinned]
+
+    def _choose(self, steps: Steps, packs: list[Buildpack], *, pinned: bool) -> list[Buildpack]:
+        found = steps.detect(packs, every=pinned)
+        log = steps.job.log
+        if pinned:  # run as pinned whatever detect says; its name only makes the heading
+            for hit in found:
+                log(f"-----> {hit.name} app detected" if hit.passed and hit.name
+                    else f"-----> Using buildpack {hit.pack.name}")
+            return packs
+        if not found:
+            tried = ", ".join(p.name for p in packs)
+            hints = [HINTS[p.name] for p in packs if p.name in HINTS]
+            advice = f": add {', '.join(hints[:-1])} or {hints[-1]}" if len(hints) > 1 else ""
+            raise NotDetectedError(f"no buildpack detected this app (tried: {tried}){advice}")
+        hit = found[0]
+        log(f"-----> {hit.name or hit.pack.name} app detected")
+        return [hit.pack]
+
+
+def _discover(job: BuildJob, defaults: dict[str, str]) -> dict[str, str]:
+    """The process types: the buildpack's defaults, overridden by the Procfile's."""
+    declared = read_procfile(job.source)
+    job.log("-----> Discovering process types")
+    if declared:
+        job.log(f"       Procfile declares types -> {', '.join(declared)}")
+    if defaults:
+        job.log(f"       Default types for buildpack -> {', '.join(defaults)}")
+    processes = {**defaults, **declared}
+    if not processes:
+        raise BuildError("no process types: add a Procfile with a 'web:' line")
+    return processes
+
+
+def _reuse(job: BuildJob, cache: Path, key: str) -> BuildResult | None:
+    last = buildkey.load(cache)
+    if last is None or last.key != key or not job.engine.images.has(last.image):
+        return None
+    job.log("-----> No changes since the last build; reusing its image")
+    job.log(f"       Process types -> {', '.join(last.processes)}")
+    return BuildResult(image=job.engine.images.get(last.image), processes=last.processes)

@@ -12,15 +12,19 @@ from paas.builders.base import BuildJob, BuildResult, Log, read_procfile
 from paas.config import Settings
 from paas.engine.dockerfile.builder import Pull, build_dockerfile
 from paas.engine.images import Image, ImageStore
+from paas.errors import BuildError
 
 
 class DockerfileBuilder:
     name = "dockerfile"
+    absent = "no Dockerfile"
 
     def detect(self, source: Path) -> bool:
         return (source / "Dockerfile").is_file()
 
     def build(self, job: BuildJob) -> BuildResult:
+        if not self.detect(job.source):  # chosen by builder:set
+            raise BuildError("the dockerfile builder is selected, but the app has no Dockerfile")
         job.log("-----> Building with Dockerfile")
         engine = job.engine
         log = _indent(job.log)

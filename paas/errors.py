@@ -113,3 +113,7 @@ class DomainExistsError(PaasError):
 
 class ReleaseNotFoundError(PaasError):
     """An app has no release with that version (or none at all)."""
+
+
+class FormationInvalidError(PaasError):
+    """A scale names a process type the app's release does not declare, or a bad count."""

@@ -58,6 +58,7 @@ def enqueue_deploy(
     git_sha: str,
     source_dir: str,
     task: str = DEPLOY_TASK,
+    user: str = "",
 ) -> str:
     """Queue a deploy of `source_dir`; returns the id of both the job and its log stream.
 
@@ -75,6 +76,7 @@ def enqueue_deploy(
                 "git_sha": git_sha,
                 "source_dir": source_dir,
                 "stream_id": stream_id,
+                **({"user": user} if user else {}),  # the pusher's key name, for the release
             },
             timeout=DEPLOY_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,

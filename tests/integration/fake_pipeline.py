@@ -21,7 +21,8 @@ WAIT_LIMIT_S = 60.0
 
 
 def deploy(
-    settings: Settings, *, app: str, source_dir: Path, git_sha: str, log: Callable[[str], None]
+    settings: Settings, *, app: str, source_dir: Path, git_sha: str, log: Callable[[str], None],
+    user: str = "",
 ) -> Release:
     spec_file = source_dir / "fake-deploy.json"
     spec = json.loads(spec_file.read_text()) if spec_file.exists() else {}

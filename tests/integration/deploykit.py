@@ -1,0 +1,119 @@
+"""A deploy rig for the pipeline and operations tests: a PAAS_HOME with its own engine root
+(busybox), bridge and subnet, a real nginx on a free loopback port, and a store. Apps are
+pushed as a Dockerfile `FROM busybox` plus a Procfile whose web process is busybox's httpd
+serving a page that shows its environment, so what a container sees is read over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from platformkit import leftovers
+from testkit import free_port, random_subnet, stop_process, wait_until
+
+from paas.config import Settings
+from paas.core.models import Release
+from paas.deploy.context import open_engine
+from paas.deploy.pipeline import deploy
+from paas.deploy.rollout import wait_retired
+from paas.engine.baseimages import build_busybox
+from paas.engine.containers import Container
+from paas.engine.engine import Engine
+from paas.router.nginx import Nginx
+from paas.scheduler.local import LABEL_INDEX, LABEL_PROCESS, LABEL_RELEASE
+from paas.store import Store
+
+# The page says what the process sees: its DYNO and the GREETING config var.
+WEB = ('mkdir -p /w && echo "$GREETING from $DYNO" > /w/index.html '
+       '&& exec httpd -f -p $PORT -h /w')
+WORKER = 'echo "worker $GREETING up" && exec sleep 100000'
+# A web process that crashes when the config says so.
+CRASHY_WEB = f'[ "$CRASH" = 1 ] && echo "crashing on purpose" && exit 3; {WEB}'
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    store: Store
+    engine: Engine
+    nginx: Nginx
+    lines: list[str] = field(default_factory=list)
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+    def push(self, app: str, procfile: dict[str, str], sha: str = "a" * 40) -> Release:
+        """Deploy a `FROM busybox` app with this Procfile through the real pipeline."""
+        with tempfile.TemporaryDirectory(dir=self.settings.home) as tmp:
+            source = Path(tmp)
+            (source / "Dockerfile").write_text("FROM busybox\n")
+            (source / "Procfile").write_text("".join(f"{t}: {c}\n" for t, c in procfile.items()))
+            try:
+                return deploy(self.settings, app, source, sha, self.log)
+            finally:
+                wait_retired()  # what the deploy job does before it ends
+
+    def get(self, app: str, host: str | None = None) -> tuple[int, str]:
+        """GET / through the router with Host APP.localhost (or `host`), on a new connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.settings.http_port, timeout=10)
+        try:
+            conn.request("GET", "/", headers={"Host": host or f"{app}.{self.settings.domain}"})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def containers(self, app: str) -> list[Container]:
+        from paas.scheduler.local import LABEL_APP
+
+        return self.engine.runtime.list({LABEL_APP: app})
+
+    def dynos(self, app: str) -> list[tuple[str, str, str, str]]:
+        """(type, index, release, status) of the app's containers, sorted."""
+        return sorted((c.labels[LABEL_PROCESS], c.labels[LABEL_INDEX], c.labels[LABEL_RELEASE],
+                       c.status.value) for c in self.containers(app))
+
+
+def rig_settings(home: Path) -> Settings:
+    return Settings(home=home, http_port=free_port(), subnet=random_subnet(), check_wait=0.3,
+                    check_timeout=20.0, stop_timeout=2.0)
+
+
+@pytest.fixture(scope="module", name="rig")
+def rig_fixture() -> Iterator[Rig]:
+    """`rig`, one per test module (import rig_fixture): tests use apps of their own names."""
+    home = Path(tempfile.mkdtemp(prefix="paas-d-", dir="/tmp"))
+    settings = rig_settings(home)
+    engine = open_engine(settings)
+    nginx = Nginx(settings)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        build_busybox(engine.images, lambda line: None)
+        nginx.prepare()
+        proc = subprocess.Popen(nginx.foreground_argv())
+        wait_until(nginx.is_running, what="nginx")
+        yield Rig(settings, Store(settings.db_path), engine, nginx)
+    finally:
+        engine.runtime.cleanup_all(timeout=1)
+        if proc is not None:
+            stop_process(proc)
+        left = leftovers(home, settings.bridge_name)
+        shutil.rmtree(home, ignore_errors=True)
+    assert not left, f"the rig left these behind: {left}"
+
+
+def bodies(rig: Rig, app: str, count: int) -> list[str]:
+    return [rig.get(app)[1].strip() for _ in range(count)]
+
+
+def wait_gone(rig: Rig, app: str) -> None:
+    wait_until(lambda: not rig.containers(app), timeout=20, what=f"{app}'s containers to go")
+
+
+rig = rig_fixture  # the same fixture, for modules that import it as `rig`

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from paas.cli.access import require_admin
 from paas.cli.context import Context, pass_ctx
+from paas.cli.output import emit, format_option
 from paas.errors import KeyInvalidError
 
 
@@ -31,11 +33,20 @@ def _read(path: Path) -> str:
 
 
 @click.command("ssh-keys:list")
+@format_option
 @pass_ctx
-def keys_list(ctx: Context) -> None:
-    """List deploy keys."""
-    for key in ctx.store.list_keys():
-        click.echo(f"{key.name} {key.fingerprint}{' (admin)' if key.admin else ''}")
+def keys_list(ctx: Context, fmt: str) -> None:
+    """List deploy keys (admins only over SSH)."""
+    require_admin(ctx)
+    keys = ctx.store.list_keys()
+    data = [{"name": k.name, "fingerprint": k.fingerprint, "admin": k.admin,
+             "created_at": k.created_at} for k in keys]
+
+    def text() -> None:
+        for key in keys:
+            click.echo(f"{key.name} {key.fingerprint}{' (admin)' if key.admin else ''}")
+
+    emit(fmt, data, text)
 
 
 @click.command("ssh-keys:remove")

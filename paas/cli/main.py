@@ -13,8 +13,14 @@ from paas.cli.context import SSH_USER_ENV, Context
 from paas.config import Settings, SettingsError
 from paas.errors import PaasError
 
+# Wide enough that each command's one-line description is not cut short.
+HELP_WIDTH = 110
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=LazyGroup, context_settings={
+    "help_option_names": ["-h", "--help"], "terminal_width": HELP_WIDTH,
+    "max_content_width": HELP_WIDTH,
+})
 @click.pass_context
 def cli(click_ctx: click.Context) -> None:
     """paas: git push to deploy, on your own host."""
@@ -26,6 +32,22 @@ def cli(click_ctx: click.Context) -> None:
 def version() -> None:
     """Show the platform's version."""
     click.echo(f"paas {__version__}")
+
+
+@cli.command("help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_command(click_ctx: click.Context, command: str | None) -> None:
+    """List the commands, or show how to use one: help [COMMAND]."""
+    group = click_ctx.parent
+    assert group is not None
+    if command is None:
+        click.echo(cli.get_help(group))
+        return
+    found = cli.get_command(group, command)
+    if found is None:
+        raise click.UsageError(f"No such command {command!r}.", group)
+    click.echo(found.get_help(click.Context(found, info_name=command, parent=group)))
 
 
 def main(argv: list[str] | None = None) -> int:

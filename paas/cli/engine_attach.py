@@ -79,13 +79,11 @@ def run_with_session(runtime: Runtime, spec: ContainerSpec, remove: bool) -> int
 def _proxied_signals(runtime: Runtime, container_id: str) -> Iterator[None]:
     """Docker's --sig-proxy without a tty (with one, ^C is a byte for the container): the
     signals we get go to the container instead."""
+    from paas.cli import terminal
+
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ContainerError):  # removed meanwhile
             runtime.kill(container_id, signum)
 
-    previous = {signum: signals.signal(signum, forward) for signum in PROXIED_SIGNALS}
-    try:
+    with terminal.signals_handled(PROXIED_SIGNALS, forward):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signals.signal(signum, handler)

@@ -19,7 +19,7 @@ import socket
 import struct
 import termios
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 CHUNK = 65536
 _WINSIZE = "HHHH"
@@ -38,6 +38,17 @@ def _set_size(master: int, size: tuple[int, int] | None) -> None:
     if size is not None:
         with contextlib.suppress(OSError):  # the pty is going away
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack(_WINSIZE, *size, 0, 0))
+
+
+@contextlib.contextmanager
+def signals_handled(signums: Iterable[int], handler: Callable[[int, object], None]) -> Iterator[None]:
+    """`handler` for each of `signums` while the block runs; the previous handlers after."""
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @contextlib.contextmanager

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import os
 import random
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -195,3 +199,44 @@ def iptables_rules(tag: str) -> list[str]:
     bridge named pt1 does not count the rules of pt12."""
     dump = subprocess.run(["iptables-save"], check=True, capture_output=True, text=True).stdout
     return [line for line in dump.splitlines() if f'"{tag}"' in line or f'"{tag}:' in line]
+
+
+# -- the SSH client on a terminal (`ssh -t` as a user types it) ---------------------------
+
+class ClientTerminal:
+    """The OpenSSH client on a terminal of ours (a pty we hold the master of), like a user's."""
+
+    def __init__(self, argv: list[str], rows: int, columns: int,
+                 erase: bytes | None = None) -> None:
+        self.master, slave = os.openpty()
+        resize_terminal(self.master, rows, columns)
+        if erase is not None:  # the user's erase character (stty erase), a mode ssh passes on
+            attrs = termios.tcgetattr(slave)
+            attrs[6][termios.VERASE] = erase
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def read_until(self, marker: bytes, timeout: float = 20) -> bytes:
+        """What the terminal showed, once it showed the whole line holding `marker`."""
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen or b"\n" not in self.seen.split(marker, 1)[1]:
+            assert time.monotonic() < deadline, f"no {marker!r} in {self.seen!r}"
+            if select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    self.seen += os.read(self.master, 4096)
+                except OSError:  # EIO: the client exited
+                    raise AssertionError(f"no {marker!r} in {self.seen!r}") from None
+        return self.seen
+
+    def close(self) -> None:
+        stop_process(self.proc)
+        os.close(self.master)
+
+
+def resize_terminal(fd: int, rows: int, columns: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))

@@ -22,7 +22,7 @@ from paramiko.common import (
 from paas.config import Settings
 from paas.core.keys import fingerprint
 from paas.errors import PaasError, StateError
-from paas.ssh import session
+from paas.ssh import pty, session
 from paas.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class _Auth(paramiko.ServerInterface):
         self.lock = threading.Lock()
         self.requests: dict[int, str | None] = {}
         self.envs: dict[int, dict[str, str]] = {}
+        self.terminals: dict[int, pty.Terminal] = {}
         self.ready: dict[int, threading.Event] = {}
 
     def event(self, chanid: int) -> threading.Event:
@@ -111,8 +112,23 @@ class _Auth(paramiko.ServerInterface):
         self.event(channel.get_id()).set()
         return True
 
-    def check_channel_pty_request(self, *args: object) -> bool:
-        return True  # accepted so `ssh -t` works; commands still run without a tty
+    def check_channel_pty_request(
+        self, channel: paramiko.Channel, term: bytes, width: int, height: int,
+        pixelwidth: int, pixelheight: int, modes: bytes,
+    ) -> bool:
+        self.terminals[channel.get_id()] = pty.Terminal(
+            term.decode(errors="replace"), width, height, modes)
+        return True
+
+    def check_channel_window_change_request(
+        self, channel: paramiko.Channel, width: int, height: int, pixelwidth: int,
+        pixelheight: int,
+    ) -> bool:
+        terminal = self.terminals.get(channel.get_id())
+        if terminal is None:
+            return False
+        terminal.resize(width, height)
+        return True
 
     def check_channel_env_request(
         self, channel: paramiko.Channel, name: bytes, value: bytes
@@ -124,11 +140,21 @@ class _Auth(paramiko.ServerInterface):
         return True
 
 
-class SSHServer:
-    """Listens on (host, settings.ssh_port); serve_forever() until shutdown()."""
+Planner = Callable[[Settings, Store, str, str], session.Plan]
 
-    def __init__(self, settings: Settings, host: str = "0.0.0.0") -> None:
+
+class SSHServer:
+    """Listens on (host, settings.ssh_port); serve_forever() until shutdown().
+
+    `planner` maps (settings, store, command line, key name) to what runs: session.plan, the
+    one dispatcher; tests of the terminal plumbing pass one that runs a probe instead.
+    """
+
+    def __init__(
+        self, settings: Settings, host: str = "0.0.0.0", planner: Planner = session.plan
+    ) -> None:
         self.settings = settings
+        self.planner = planner
         self.host_key = load_host_key(settings.host_key_path)
         self.store = Store(settings.db_path)
         try:
@@ -185,15 +211,21 @@ class SSHServer:
             channel.close()
             return
         command = auth.requests.get(chanid)
-        status = self._run(auth, channel, command)
-        session.finish(channel, status)
+        terminal = auth.terminals.get(chanid)
+        try:
+            status = self._run(auth, channel, command, terminal)
+            session.finish(channel, status)
+        finally:
+            if terminal is not None:
+                terminal.close()
 
-    def _run(self, auth: _Auth, channel: paramiko.Channel, command: str | None) -> int:
+    def _run(self, auth: _Auth, channel: paramiko.Channel, command: str | None,
+             terminal: pty.Terminal | None) -> int:
         try:
             if command is None:
                 raise PaasError(session.USAGE.rstrip())
-            p = session.plan(self.settings, self.store, command, auth.key_name or "")
-            return session.run(channel, p, auth.envs.get(channel.get_id(), {}))
+            p = self.planner(self.settings, self.store, command, auth.key_name or "")
+            return session.run(channel, p, auth.envs.get(channel.get_id(), {}), terminal)
         except PaasError as exc:
             message = str(exc)
             if not message.startswith("Usage"):

@@ -9,6 +9,9 @@ hardlinks into our content store.
 Each round starts a fresh registry per side (so nothing is there yet), pushes once
 (``push``), then pushes the same image to the same name again (``again``: every blob is
 found present). Run: ``.venv/bin/python bench/push.py [--quick]``.
+
+``bench/push.py app [--quick]`` is the other push: ``git push`` of a Flask app to serving, on a
+whole platform (push_app.py).
 """
 
 from __future__ import annotations
@@ -178,4 +181,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["app"]:
+        import push_app
+
+        push_app.main(sys.argv[2:])
+    else:
+        main()

@@ -17,11 +17,13 @@ from paas.config import Settings
 from paas.core.names import deploy_branch, validate_app_name
 from paas.errors import GitError, PaasError
 from paas.git.repos import export_rev, is_empty_tree
-from paas.jobs.queue import connect, deploy_workers, enqueue_deploy, job_pending
+from paas.jobs.queue import connect, enqueue_deploy, job_pending
 from paas.jobs.stream import LogStream
+from paas.jobs.worker import job_queued, worker_counts
 
 ZERO_SHA = frozenset("0")
 FOLLOW_TIMEOUT_S = 35 * 60
+PUSH_USER_ENV = "PAAS_PUSH_USER"  # set by the SSH server (paas.ssh.session) for the hook
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,8 @@ def deploy(settings: Settings, repo: Path, app: str, sha: str) -> int:
     say(f"-----> Deploying {app} ({sha[:7]})...")
     source = export(settings, repo, app, sha)
     try:
-        stream_id = enqueue_deploy(settings, app, sha, str(source))
+        stream_id = enqueue_deploy(settings, app, sha, str(source),
+                                   user=os.environ.get(PUSH_USER_ENV, ""))
     except PaasError:
         shutil.rmtree(source, ignore_errors=True)
         raise
@@ -103,8 +106,12 @@ def export(settings: Settings, repo: Path, app: str, sha: str) -> Path:
 
 def follow(settings: Settings, stream_id: str) -> int:
     redis = connect(settings)
-    if deploy_workers(redis) == 0:
+    workers, idle = worker_counts(redis)
+    if workers == 0:
         say("       No deploy worker is running yet; waiting for one to pick up this push.")
+    elif idle == 0 and job_queued(redis, stream_id):
+        say(f"       All {workers} deploy workers are busy with other pushes; "
+            "waiting for a free one.")
     stream = LogStream(redis, stream_id)
     for line in stream.follow(FOLLOW_TIMEOUT_S, alive=lambda: job_pending(redis, stream_id)):
         say(line)

@@ -19,7 +19,8 @@ from paas.core.procfile import parse_procfile
 from paas.errors import PaasError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 300.0
+# A first start builds the base and stack images (debootstrap and apt: ~3 min, more when busy).
+READY_TIMEOUT_S = 900.0
 DOWN_TIMEOUT_S = 30.0
 
 
@@ -41,7 +42,7 @@ def _prepare(settings: Settings) -> None:
         path.mkdir(parents=True, exist_ok=True)
     settings.home.chmod(0o711)
     engine = open_engine(settings)
-    ensure_base_images(engine.images, lambda line: click.echo(f"-----> {line}"))
+    ensure_base_images(engine.images, click.echo)
     engine.network.ensure_bridge()
 
 

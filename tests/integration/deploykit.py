@@ -6,7 +6,9 @@ serving a page that shows its environment, so what a container sees is read over
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import warnings
@@ -65,11 +67,11 @@ class Rig:
         address, name = ("127.0.0.1", self.settings.http_port), host or f"{app}.{self.settings.domain}"
         try:
             return _get(address, name)
-        except TimeoutError:
+        except TimeoutError as exc:
             # Seen about once in 300 requests right after a rollout, not understood yet (the
             # router's worker idle, no connection in nginx, the container answering directly):
             # shown in the warnings summary of every run it happens in, and retried once.
-            warnings.warn(f"no answer through the router; retrying once: {self.diagnosis(app)}",
+            warnings.warn(f"no answer through the router ({exc}); retrying once: {self.diagnosis(app)}",
                           stacklevel=2)
         try:
             return _get(address, name)
@@ -121,11 +123,31 @@ class Rig:
 def _get(address: tuple[str, int], host: str, timeout: float = 10) -> tuple[int, str]:
     conn = http.client.HTTPConnection(*address, timeout=timeout)
     try:
+        conn.connect()
+        assert conn.sock is not None
+        ends = (conn.sock.fileno(), conn.sock.getsockname(), conn.sock.getpeername())
         conn.request("GET", "/", headers={"Host": host})
-        response = conn.getresponse()
+        try:
+            response = conn.getresponse()
+        except TimeoutError:
+            raise TimeoutError(f"timed out; the socket was {ends}, now {_ends(conn)}") from None
         return response.status, response.read().decode()
     finally:
         conn.close()
+
+
+def _ends(conn: http.client.HTTPConnection) -> object:
+    """What the client's fd is now: if it names another socket, the fd number was reused."""
+    try:
+        assert conn.sock is not None
+        fd = conn.sock.fileno()
+        probe = socket.socket(fileno=os.dup(fd))
+        try:
+            return (fd, probe.getsockname(), probe.getpeername(), os.readlink(f"/proc/self/fd/{fd}"))
+        finally:
+            probe.close()
+    except OSError as exc:
+        return repr(exc)
 
 
 def _tail(path: Path, lines: int = 10) -> str:

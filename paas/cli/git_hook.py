@@ -17,9 +17,8 @@ from paas.config import Settings
 from paas.core.names import deploy_branch, validate_app_name
 from paas.errors import GitError, PaasError
 from paas.git.repos import export_rev, is_empty_tree
-from paas.jobs.queue import connect, enqueue_deploy, job_pending
+from paas.jobs.queue import connect, enqueue_deploy, job_pending, job_queued, worker_counts
 from paas.jobs.stream import LogStream
-from paas.jobs.worker import job_queued, worker_counts
 
 ZERO_SHA = frozenset("0")
 FOLLOW_TIMEOUT_S = 35 * 60

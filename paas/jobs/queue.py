@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.worker import WorkerStatus
 
 from paas.config import Settings
 from paas.errors import JobError
@@ -89,20 +90,30 @@ def enqueue_deploy(
     return stream_id
 
 
-def job_pending(redis: Redis, job_id: str) -> bool:
-    """Whether the job may still report: queued or running (False once it ended or vanished)."""
+def job_status(redis: Redis, job_id: str) -> JobStatus | None:
+    """The job's status; None once it has vanished (expired, or never queued)."""
     try:
-        status = Job.fetch(job_id, connection=redis).get_status(refresh=False)
+        return Job.fetch(job_id, connection=redis).get_status(refresh=False)
     except NoSuchJobError:
-        return False
+        return None
     except RedisError as exc:
         raise JobError(f"cannot read the state of job {job_id}: {exc}") from None
-    return status in _PENDING
 
 
-def deploy_workers(redis: Redis) -> int:
-    """How many workers listen on the deploy queue."""
+def job_pending(redis: Redis, job_id: str) -> bool:
+    """Whether the job may still report: queued or running (False once it ended or vanished)."""
+    return job_status(redis, job_id) in _PENDING
+
+
+def job_queued(redis: Redis, job_id: str) -> bool:
+    """Whether the job still waits in the queue for a worker."""
+    return job_status(redis, job_id) == JobStatus.QUEUED
+
+
+def worker_counts(redis: Redis) -> tuple[int, int]:
+    """(workers on the deploy queue, how many of them are idle)."""
     try:
-        return Worker.count(queue=deploy_queue(redis))
+        states = [w.get_state() for w in Worker.all(connection=redis, queue=deploy_queue(redis))]
     except RedisError as exc:
         raise JobError(f"cannot list workers: {exc}") from None
+    return len(states), states.count(WorkerStatus.IDLE)

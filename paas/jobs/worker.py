@@ -20,16 +20,10 @@ import traceback
 from dataclasses import dataclass, field
 from types import FrameType
 
-from redis import Redis
-from redis.exceptions import RedisError
 from rq import Worker
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.worker import WorkerStatus
 
 from paas.config import Settings
-from paas.errors import JobError
-from paas.jobs.queue import DEPLOY_QUEUE, connect, deploy_queue, wait_for_redis
+from paas.jobs.queue import DEPLOY_QUEUE, connect, wait_for_redis
 
 REDIS_WAIT_S = 30.0
 PRELOAD = "paas.deploy.pipeline"
@@ -40,25 +34,6 @@ QUICK_DEATHS_LIMIT = 5
 RESPAWN_PAUSE_S = 1.0
 _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
-
-
-def worker_counts(redis: Redis) -> tuple[int, int]:
-    """(workers on the deploy queue, how many of them are idle)."""
-    try:
-        states = [w.get_state() for w in Worker.all(connection=redis, queue=deploy_queue(redis))]
-    except RedisError as exc:
-        raise JobError(f"cannot list workers: {exc}") from None
-    return len(states), states.count(WorkerStatus.IDLE)
-
-
-def job_queued(redis: Redis, job_id: str) -> bool:
-    """Whether the job still waits in the queue for a worker."""
-    try:
-        return Job.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED
-    except NoSuchJobError:
-        return False
-    except RedisError as exc:
-        raise JobError(f"cannot read the state of job {job_id}: {exc}") from None
 
 
 def run_workers(settings: Settings, count: int | None = None, burst: bool = False) -> int:

@@ -94,11 +94,11 @@ def test_worker_waits_for_redis_to_come_up(settings: Settings, start_worker, req
     assert worker.poll() is None, "the worker gave up before redis started"
     request.getfixturevalue("redis_server")
     wait_for_redis(settings, 10)
-    from paas.jobs.queue import deploy_queue, deploy_workers
+    from paas.jobs.queue import deploy_queue, worker_counts
 
     redis = connect(settings)
     deadline = time.monotonic() + 20
-    while deploy_workers(redis) == 0:
+    while worker_counts(redis)[0] == 0:
         assert time.monotonic() < deadline, "the worker never registered"
         time.sleep(0.1)
     assert deploy_queue(redis).name == "deploy"

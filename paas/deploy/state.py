@@ -39,13 +39,13 @@ def limits_of_app(store: Store, app: str) -> dict[str, Limits]:
 
 def store_limits(store: Store, app: str, limits: dict[str, Limits]) -> None:
     """Make the resource properties say exactly `limits` (a rollback restores a release's)."""
-    for key in store.get_props(app, RESOURCE):
-        store.set_prop(app, RESOURCE, key, None)
+    values: dict[str, str] = {}
     for process_type, limit in limits.items():
         if limit.memory_bytes is not None:
-            store.set_prop(app, RESOURCE, f"{process_type}.memory", str(limit.memory_bytes))
+            values[f"{process_type}.memory"] = str(limit.memory_bytes)
         if limit.cpus is not None:
-            store.set_prop(app, RESOURCE, f"{process_type}.cpus", repr(limit.cpus))
+            values[f"{process_type}.cpus"] = repr(limit.cpus)
+    store.replace_props(app, RESOURCE, values)
 
 
 def limits_key(process_type: str | None) -> str:

@@ -89,6 +89,14 @@ class AppStateMixin(Database):
                 conn.execute("INSERT OR REPLACE INTO props VALUES (?, ?, ?, ?)",
                              (app, namespace, key, value))
 
+    def replace_props(self, app: str, namespace: str, values: dict[str, str]) -> None:
+        """The namespace's properties become exactly `values`, in one transaction."""
+        with self._tx() as conn:
+            self._require_app(conn, app)
+            conn.execute("DELETE FROM props WHERE app = ? AND namespace = ?", (app, namespace))
+            conn.executemany("INSERT INTO props VALUES (?, ?, ?, ?)",
+                             [(app, namespace, k, v) for k, v in values.items()])
+
     # domains
     def add_domain(self, app: str, domain: str) -> None:
         with self._tx() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,35 +76,43 @@ def command_argv(config: ImageConfig, command: str) -> tuple[str, ...]:
     return argv
 
 
-def process_env(config: ImageConfig, release: Release, process_type: str, index: int) -> tuple[str, ...]:
-    """Image env, then the release's config, then what the platform sets (PORT, DYNO)."""
+def process_env(
+    config: ImageConfig, app_config: Mapping[str, str], process_type: str, index: int,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Image env, then the app's config, then what the platform sets (PORT, DYNO), then
+    `extra` (a one-off's `-e`)."""
     env = config.env_dict()
-    env.update(release.config)
+    env.update(app_config)
     env.update({"PORT": str(WEB_PORT), "DYNO": f"{process_type}.{index}"})
+    env.update(extra or {})
     return tuple(f"{key}={value}" for key, value in env.items())
 
 
 def process_spec(
     engine: Engine, release: Release, process_type: str, index: int, *, name: str,
     command: str | None = None, tty: bool = False, interactive: bool = False,
+    config: Mapping[str, str] | None = None, extra_env: Mapping[str, str] | None = None,
 ) -> ContainerSpec:
     """The container of `process_type`.`index` of `release`. With `command` (a one-off run),
-    that command instead of the Procfile's, and no restart policy."""
+    that command instead of the Procfile's, and no restart policy. `config`: the app's config
+    to run with instead of the release's (a one-off sees the newest); `extra_env` on top."""
     if command is None and process_type not in release.processes:
         raise DeployError(f"release v{release.version} of {release.app} has no process type "
                           f"{process_type!r}")
     image = engine.images.get(release.image)
-    config = image.config
+    image_config = image.config
     limits = release.limits_of(process_type)
     return ContainerSpec(
         name=name,
         lowerdirs=tuple(str(p) for p in engine.images.lowerdirs(image)),
         image=image.id,
-        stop_signal=config.stop_signal,
-        argv=command_argv(config, release.processes[process_type] if command is None else command),
-        env=process_env(config, release, process_type, index),
-        workdir=config.working_dir or "/",
-        user=config.user or "root",
+        stop_signal=image_config.stop_signal,
+        argv=command_argv(image_config, release.processes[process_type] if command is None else command),
+        env=process_env(image_config, release.config if config is None else config, process_type, index,
+                        extra_env),
+        workdir=image_config.working_dir or "/",
+        user=image_config.user or "root",
         hostname=f"{release.app}-{process_type}-{index}"[:HOSTNAME_MAX].rstrip("-"),
         network="bridge",
         labels={

@@ -22,8 +22,6 @@ from paas.scheduler.local import process_spec
 ONEOFF_TYPE = "run"
 # Tells one run's container from another's when both took the same N (started at once).
 LABEL_RUN_ID = "paas.run-id"
-# Set by the platform for each process; a one-off's own -e may still override them.
-PLATFORM_ENV = ("PORT", "DYNO")
 
 
 def command_text(argv: Sequence[str]) -> str:
@@ -54,13 +52,5 @@ def oneoff_spec(
     index = next_index(engine, release.app)
     spec = process_spec(engine, release, ONEOFF_TYPE, index,
                         name=f"{release.app}.{ONEOFF_TYPE}.{index}", command=command_text(argv),
-                        tty=tty, interactive=interactive)
-    env = dict(item.partition("=")[::2] for item in spec.env)
-    platform = {key: env[key] for key in PLATFORM_ENV if key in env}
-    for key in release.config.keys() - config.keys():  # unset since the release was made
-        env.pop(key, None)
-    env.update(config)
-    env.update(platform)
-    env.update(extra_env or {})
-    labels = {**spec.labels, LABEL_RUN_ID: uuid.uuid4().hex}
-    return replace(spec, env=tuple(f"{key}={value}" for key, value in env.items()), labels=labels)
+                        tty=tty, interactive=interactive, config=config, extra_env=extra_env)
+    return replace(spec, labels={**spec.labels, LABEL_RUN_ID: uuid.uuid4().hex})

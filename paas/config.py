@@ -16,6 +16,7 @@ from paas.home import DEFAULT_HOME, ENGINE_DIR, home_dir
 
 DEFAULT_SSH_PORT = 2222
 DEFAULT_HTTP_PORT = 80
+DEFAULT_HTTPS_PORT = 443
 DEFAULT_DASHBOARD_PORT = 5000
 DEFAULT_DOMAIN = "localhost"
 DEFAULT_SUBNET = "10.200.0.0/16"
@@ -23,6 +24,8 @@ DEFAULT_APP_PORT = 5000
 DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_CHECK_WAIT = 2.0
 DEFAULT_CHECK_TIMEOUT = 60.0
+# Seconds old containers keep serving after the switch, for requests in flight (Dokku: 60).
+DEFAULT_WAIT_TO_RETIRE = 5.0
 DEFAULT_KEEP_RELEASES = 5
 DEFAULT_WORKERS = 2
 DEFAULT_BUILD_MEMORY = 4 << 30
@@ -115,6 +118,7 @@ class Settings:
     home: Path = Path(DEFAULT_HOME)
     ssh_port: int = DEFAULT_SSH_PORT
     http_port: int = DEFAULT_HTTP_PORT
+    https_port: int = DEFAULT_HTTPS_PORT  # listened on only while some app has a certificate
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
     domain: str = DEFAULT_DOMAIN
     redis_url: str | None = None
@@ -122,6 +126,7 @@ class Settings:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     check_wait: float = DEFAULT_CHECK_WAIT
     check_timeout: float = DEFAULT_CHECK_TIMEOUT
+    wait_to_retire: float = DEFAULT_WAIT_TO_RETIRE
     keep_releases: int = DEFAULT_KEEP_RELEASES
     # Where `FROM name` and `paas engine pull name` look for images the store lacks:
     # "host[:port]", "" for none. Plain HTTP only when registry_insecure (loopback registries).
@@ -141,6 +146,7 @@ class Settings:
             home=Path(home_dir(env)),
             ssh_port=_int(env, "PAAS_SSH_PORT", DEFAULT_SSH_PORT),
             http_port=_int(env, "PAAS_HTTP_PORT", DEFAULT_HTTP_PORT),
+            https_port=_int(env, "PAAS_HTTPS_PORT", DEFAULT_HTTPS_PORT),
             dashboard_port=_int(env, "PAAS_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT),
             domain=_domain(env.get("PAAS_DOMAIN") or DEFAULT_DOMAIN),
             redis_url=env.get("PAAS_REDIS_URL") or None,
@@ -148,6 +154,7 @@ class Settings:
             stop_timeout=_float(env, "PAAS_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT),
             check_wait=_float(env, "PAAS_CHECK_WAIT", DEFAULT_CHECK_WAIT),
             check_timeout=_float(env, "PAAS_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT),
+            wait_to_retire=_float(env, "PAAS_WAIT_TO_RETIRE", DEFAULT_WAIT_TO_RETIRE),
             keep_releases=_count(env, "PAAS_KEEP_RELEASES", DEFAULT_KEEP_RELEASES),
             registry=_registry(env.get("PAAS_REGISTRY") or ""),
             registry_insecure=_flag(env, "PAAS_REGISTRY_INSECURE"),
@@ -162,12 +169,14 @@ class Settings:
             "PAAS_HOME": str(self.home),
             "PAAS_SSH_PORT": str(self.ssh_port),
             "PAAS_HTTP_PORT": str(self.http_port),
+            "PAAS_HTTPS_PORT": str(self.https_port),
             "PAAS_DASHBOARD_PORT": str(self.dashboard_port),
             "PAAS_DOMAIN": self.domain,
             "PAAS_SUBNET": self.subnet,
             "PAAS_STOP_TIMEOUT": str(self.stop_timeout),
             "PAAS_CHECK_WAIT": str(self.check_wait),
             "PAAS_CHECK_TIMEOUT": str(self.check_timeout),
+            "PAAS_WAIT_TO_RETIRE": str(self.wait_to_retire),
             "PAAS_KEEP_RELEASES": str(self.keep_releases),
             "PAAS_REGISTRY": self.registry,
             "PAAS_REGISTRY_INSECURE": "1" if self.registry_insecure else "0",

@@ -44,7 +44,7 @@ def paas_home() -> Iterator[Path]:
 
 @pytest.fixture
 def settings(paas_home: Path) -> Settings:
-    return Settings(home=paas_home, ssh_port=free_port(), check_wait=0.0)
+    return Settings(home=paas_home, ssh_port=free_port(), check_wait=0.0, wait_to_retire=0.0)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ def platform_env(home: Path, **extra: str) -> dict[str, str]:
         "PAAS_DASHBOARD_PORT": str(free_port()),
         "PAAS_SUBNET": random_subnet(),
         "PAAS_STOP_TIMEOUT": "3",
+        "PAAS_WAIT_TO_RETIRE": "0",
         **extra,
     }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from paas.core.appjson import AppJson
+
 # Dokku's name for the limits that apply to every process type without limits of its own.
 DEFAULT_PROCESS_TYPE = "_default_"
 ROUTED_TYPE = "web"
@@ -68,6 +70,8 @@ class Release:
     limits: dict[str, Limits] = field(default_factory=dict)
     kind: ReleaseKind = ReleaseKind.DEPLOY
     user: str = ""
+    # What the pushed tree's app.json said (health checks, deploy scripts); kept for rollbacks.
+    app_json: AppJson = field(default_factory=AppJson)
 
     @property
     def label(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from paas.core.models import DEFAULT_PROCESS_TYPE, Limits, Release, ReleaseKind, ReleaseStatus
 from paas.core.names import validate_process_type
-from paas.deploy.context import Deployment, app_lock
+from paas.deploy.context import Deployment
 from paas.deploy.rollout import roll_out
 from paas.deploy.state import RESOURCE, derive_release, limits_key, limits_of_app, store_limits
 from paas.errors import DeployError, FormationInvalidError, ReleaseNotFoundError
@@ -20,7 +20,7 @@ def update_config(
     ctx.store.update_config(app, set_, unset)
     if not restart:
         return None
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = ctx.store.current_release(app)
         if live is None:
             return None
@@ -40,7 +40,7 @@ def scale(ctx: Deployment, app: str, counts: dict[str, int], *, user: str) -> Re
         validate_process_type(process_type)
         if count < 0:
             raise FormationInvalidError(f"the count of {process_type} must not be negative")
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = ctx.store.current_release(app)
         if live is not None:
             unknown = sorted(set(counts) - set(live.processes))
@@ -61,7 +61,7 @@ def scale(ctx: Deployment, app: str, counts: dict[str, int], *, user: str) -> Re
 
 
 def rollback(ctx: Deployment, app: str, version: int | None, *, user: str) -> Release:
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = ctx.store.current_release(app)
         if live is None:
             raise ReleaseNotFoundError(f"{app} has no live release to roll back from")
@@ -98,7 +98,7 @@ def set_limits(
         ctx.store.set_prop(app, RESOURCE, f"{key}.memory", str(memory_bytes) if memory_bytes else None)
     if cpus is not None:
         ctx.store.set_prop(app, RESOURCE, f"{key}.cpus", repr(float(cpus)) if cpus else None)
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = ctx.store.current_release(app)
         if live is None:
             return None

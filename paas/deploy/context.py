@@ -14,6 +14,7 @@ from paas.engine.engine import Engine
 from paas.store import Store
 
 Log = Callable[[str], None]
+INTERRUPTED = "interrupted: the deploy stopped before it finished (its worker died)"
 
 
 _engines: dict[tuple[Path, str, str], Engine] = {}
@@ -59,3 +60,15 @@ class Deployment:
     @classmethod
     def open(cls, settings: Settings, log: Log) -> Deployment:
         return cls(settings, Store(settings.db_path), open_engine(settings), log)
+
+    @contextmanager
+    def locked(self, app: str) -> Iterator[None]:
+        """The app's deploy lock. Every release is made and finished under it, so a release
+        still pending when the lock is taken was left by a deploy that died (a killed worker):
+        it is marked failed, and the rollout that follows retires whatever that deploy started."""
+        with app_lock(self.settings, app, self.log):
+            dead = self.store.fail_pending(app, INTERRUPTED)
+            if dead:
+                labels = ", ".join(f"v{v}" for v in dead)
+                self.log(f"-----> {app} {labels}: its deploy was interrupted; marked failed")
+            yield

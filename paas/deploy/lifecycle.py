@@ -10,7 +10,7 @@ from pathlib import Path
 
 from paas.core.models import ROUTED_TYPE, Release
 from paas.core.names import validate_app_name
-from paas.deploy.context import Deployment, app_lock, lock_path
+from paas.deploy.context import Deployment, lock_path
 from paas.deploy.rollout import retire, roll_out, scheduler_of, start_checked, switch_route
 from paas.deploy.state import checks_of, hostnames
 from paas.errors import AppExistsError, AppNotFoundError, ReleaseNotFoundError
@@ -27,14 +27,14 @@ def _live(ctx: Deployment, app: str) -> Release:
 
 
 def restart(ctx: Deployment, app: str) -> None:
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = _live(ctx, app)
         ctx.log(f"-----> Restarting {app} ({live.label})")
         roll_out(ctx, live, record=False)
 
 
 def stop(ctx: Deployment, app: str) -> None:
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = ctx.store.current_release(app)
         scheduler = scheduler_of(ctx)
         containers = [c.id for c in scheduler.containers(app)]
@@ -45,7 +45,7 @@ def stop(ctx: Deployment, app: str) -> None:
 
 
 def start(ctx: Deployment, app: str) -> None:
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = _live(ctx, app)
         running = scheduler_of(ctx).running(app)
         if running:
@@ -60,7 +60,7 @@ def destroy(ctx: Deployment, app: str) -> None:
     records."""
     settings = ctx.settings
     ctx.store.get_app(app)
-    with app_lock(settings, app, ctx.log):
+    with ctx.locked(app):
         scheduler = scheduler_of(ctx)
         containers = [c.id for c in scheduler.containers(app, oneoff=True)]
         ctx.log(f"-----> Destroying {app}: {len(containers)} container(s), route, repository, cache")
@@ -89,7 +89,7 @@ def rename(ctx: Deployment, old: str, new: str) -> None:
     and cache, route `new`, drop the old route and retire the old containers."""
     validate_app_name(new)
     ctx.store.get_app(old)
-    with app_lock(ctx.settings, old, ctx.log), app_lock(ctx.settings, new, ctx.log):
+    with ctx.locked(old), ctx.locked(new):
         _require_free(ctx, new)
         live = ctx.store.current_release(old)
         scheduler = scheduler_of(ctx)
@@ -131,7 +131,7 @@ def _move(src: Path, dst: Path) -> None:
 
 def refresh_routes(ctx: Deployment, app: str) -> None:
     """Render the app's server block again with its current web processes and hostnames."""
-    with app_lock(ctx.settings, app, ctx.log):
+    with ctx.locked(app):
         live = ctx.store.current_release(app)
         if live is None or ROUTED_TYPE not in live.processes:
             return  # not routed yet: its first deploy renders the hostnames

@@ -14,12 +14,12 @@ from paas.builders.base import BuildJob
 from paas.builders.registry import build
 from paas.config import Settings
 from paas.core.models import Release, ReleaseKind
-from paas.deploy.context import Deployment, Log, app_lock, open_engine
+from paas.deploy.context import Deployment, Log, open_engine
 from paas.deploy.rollout import roll_out
 from paas.deploy.state import formation_for, limits_of_app
 from paas.errors import BuildError
 
-__all__ = ["app_lock", "deploy", "open_engine"]
+__all__ = ["deploy", "open_engine"]
 BUILDER = "builder"
 
 
@@ -29,7 +29,7 @@ def deploy(
     started = time.monotonic()
     ctx = Deployment.open(settings, log)
     ctx.store.get_app(app)
-    with app_lock(settings, app, log):
+    with ctx.locked(app):
         release = _build_release(ctx, app, source_dir, git_sha, user)
         log(f"-----> Releasing {app} {release.label} ({git_sha[:7]})")
         roll_out(ctx, release, background=True)

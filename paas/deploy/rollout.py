@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 
 from paas.core.models import ROUTED_TYPE, Release, ReleaseStatus
+from paas.deploy import phases
 from paas.deploy.context import Deployment
 from paas.deploy.state import Checks, checks_of, hostnames
 from paas.errors import DeployError, PaasError
@@ -34,6 +35,8 @@ def roll_out(
     scheduler = scheduler_of(ctx)
     old = [c.id for c in scheduler.containers(release.app)]
     checks = checks_of(ctx.settings, ctx.store, release.app)
+    if record:
+        _before_traffic(ctx, scheduler, release)
     new = start_checked(ctx, scheduler, release, checks, record=record)
     try:
         switch_route(ctx, release.app, release, new)
@@ -45,7 +48,19 @@ def roll_out(
     if record:
         ctx.store.finish_release(release.app, release.version, ReleaseStatus.SUCCEEDED)
     retire(ctx, scheduler, checks, old, background=background)
+    if record:
+        phases.after_traffic(ctx, release)
     return new
+
+
+def _before_traffic(ctx: Deployment, scheduler: LocalScheduler, release: Release) -> None:
+    try:
+        phases.before_traffic(ctx, release)
+    except BaseException as exc:
+        _abandon(ctx, scheduler, release, [], exc, True)
+        if not isinstance(exc, PaasError):
+            raise
+        raise _failed(release, exc, True) from exc
 
 
 def start_checked(

@@ -13,9 +13,6 @@ from paas.store import Store
 CHECKS = "checks"
 RESOURCE = "resource"
 ALL_TYPES = "_all_"  # Dokku's name for "every process type" in checks:disable
-# Seconds old containers keep running after the switch, for requests in flight. Issue 6
-# raises the default; `checks:set APP wait-to-retire N` sets it per app.
-DEFAULT_WAIT_TO_RETIRE_S = 0.0
 
 
 def formation_for(processes: dict[str, str], stored: dict[str, int]) -> dict[str, int]:
@@ -75,7 +72,7 @@ def checks_of(settings: Settings, store: Store, app: str) -> Checks:
     return Checks(
         wait=seconds("wait", settings.check_wait),
         timeout=seconds("timeout", settings.check_timeout),
-        wait_to_retire=seconds("wait-to-retire", DEFAULT_WAIT_TO_RETIRE_S),
+        wait_to_retire=seconds("wait-to-retire", settings.wait_to_retire),
         disabled=disabled,
     )
 
@@ -95,7 +92,7 @@ def derive_release(
         config=base.config if config is None else config,
         formation=base.formation if formation is None else formation,
         limits=base.limits if limits is None else limits,
-        kind=kind, user=user,
+        kind=kind, user=user, app_json=base.app_json,
     )
 
 

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS releases (
     limits TEXT NOT NULL DEFAULT '{{}}',
     kind TEXT NOT NULL DEFAULT 'deploy',
     user TEXT NOT NULL DEFAULT '',
+    app_json TEXT NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (app, version)
 );
 CREATE TABLE IF NOT EXISTS keys (
@@ -81,6 +82,7 @@ MIGRATIONS = (
     ("releases", "limits", "TEXT NOT NULL DEFAULT '{}'"),
     ("releases", "kind", "TEXT NOT NULL DEFAULT 'deploy'"),
     ("releases", "user", "TEXT NOT NULL DEFAULT ''"),
+    ("releases", "app_json", "TEXT NOT NULL DEFAULT '{}'"),
 )
 
 

@@ -6,13 +6,14 @@ import json
 import time
 from typing import Any
 
+from paas.core.appjson import AppJson
 from paas.core.models import Limits, Release, ReleaseKind, ReleaseStatus
 from paas.errors import ReleaseNotFoundError
 from paas.store.db import Database
 
 _COLUMNS = (
     "app, version, image, processes, git_sha, description, status, reason, created_at, "
-    "config, formation, limits, kind, user"
+    "config, formation, limits, kind, user, app_json"
 )
 
 
@@ -21,7 +22,7 @@ class ReleasesMixin(Database):
         self, app: str, image: str, processes: dict[str, str], git_sha: str, description: str,
         *, config: dict[str, str] | None = None, formation: dict[str, int] | None = None,
         limits: dict[str, Limits] | None = None, kind: ReleaseKind = ReleaseKind.DEPLOY,
-        user: str = "",
+        user: str = "", app_json: AppJson | None = None,
     ) -> Release:
         """Record a new pending release with the next version number."""
         with self._tx() as conn:
@@ -34,8 +35,9 @@ class ReleasesMixin(Database):
                 git_sha=git_sha, description=description, created_at=time.time(),
                 config=dict(config or {}), formation=dict(formation or {}),
                 limits=dict(limits or {}), kind=kind, user=user,
+                app_json=app_json or AppJson(),
             )
-            conn.execute(f"INSERT INTO releases ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            conn.execute(f"INSERT INTO releases ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                          _row(release))
         return release
 
@@ -45,6 +47,16 @@ class ReleasesMixin(Database):
                 "UPDATE releases SET status = ?, reason = ? WHERE app = ? AND version = ?",
                 (status.value, reason, app, version),
             )
+
+    def fail_pending(self, app: str, reason: str) -> list[int]:
+        """Mark the app's pending releases failed with `reason`; returns their versions. Called
+        under the app's deploy lock, where a pending release is one whose deploy died."""
+        with self._tx() as conn:
+            rows = conn.execute("SELECT version FROM releases WHERE app = ? AND status = ?",
+                                (app, ReleaseStatus.PENDING.value)).fetchall()
+            conn.execute("UPDATE releases SET status = ?, reason = ? WHERE app = ? AND status = ?",
+                         (ReleaseStatus.FAILED.value, reason, app, ReleaseStatus.PENDING.value))
+        return [version for (version,) in rows]
 
     def list_releases(self, app: str, limit: int | None = None) -> list[Release]:
         """Newest first."""
@@ -80,16 +92,17 @@ def _row(r: Release) -> tuple[Any, ...]:
         r.app, r.version, r.image, json.dumps(r.processes), r.git_sha, r.description,
         r.status.value, r.reason, r.created_at, json.dumps(r.config), json.dumps(r.formation),
         json.dumps({k: v.to_json() for k, v in r.limits.items()}), r.kind.value, r.user,
+        json.dumps(r.app_json.to_json()),
     )
 
 
 def _release(row: tuple[Any, ...]) -> Release:
     (app, version, image, processes, sha, description, status, reason, created,
-     config, formation, limits, kind, user) = row
+     config, formation, limits, kind, user, app_json) = row
     return Release(
         app=app, version=version, image=image, processes=json.loads(processes), git_sha=sha,
         description=description, status=ReleaseStatus(status), reason=reason, created_at=created,
         config=json.loads(config), formation=json.loads(formation),
         limits={k: Limits.from_json(v) for k, v in json.loads(limits).items()},
-        kind=ReleaseKind(kind), user=user,
+        kind=ReleaseKind(kind), user=user, app_json=AppJson.from_json(json.loads(app_json)),
     )

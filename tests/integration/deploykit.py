@@ -159,6 +159,7 @@ def _tail(path: Path, lines: int = 10) -> str:
 
 def rig_settings(home: Path) -> Settings:
     return Settings(home=home, http_port=free_port(), subnet=random_subnet(), check_wait=0.3,
+                    wait_to_retire=0.0,
                     check_timeout=20.0, stop_timeout=2.0)
 
 

@@ -248,7 +248,8 @@ def test_logs_follow_a_real_app_through_config_scale_and_rollback(rig: Rig) -> N
 @pytest.fixture
 def settings(paas_home: Path) -> Settings:
     """This module's own subnet: the SSH server's commands open the engine from it."""
-    return Settings(home=paas_home, ssh_port=free_port(), subnet=random_subnet(), check_wait=0.0)
+    return Settings(home=paas_home, ssh_port=free_port(), subnet=random_subnet(), check_wait=0.0,
+                    wait_to_retire=0.0)
 
 
 @pytest.fixture
